@@ -1,0 +1,9 @@
+//! The pure core of aipam: everything that decides *which* address a Pod gets and whether a
+//! manifest is acceptable, with no Kubernetes client, no HTTP and no async runtime.
+//!
+//! Webhook, operator, CNI binary and command-line tool all call into this crate, so the rules
+//! are written once and tested without any server.
+
+pub mod annotations;
+pub mod ranges;
+pub mod selector;
