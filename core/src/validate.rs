@@ -1,0 +1,776 @@
+//! Validation of SpiderIPPool, SpiderSubnet and SpiderReservedIP specs: what the webhook
+//! refuses and what `aipamctl validate` reports offline, with the same rules.
+//!
+//! Each spec comes in as a *draft*: the fields as the user wrote them (strings). Validation
+//! parses them into the model ([`Pool`]) or returns every field error found, each naming the
+//! field path as Kubernetes does (`spec.ips[2]`) and saying what to write instead.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::annotations::Route;
+use crate::model::Pool;
+use crate::ranges::{IpFamily, IpRange, IpSet};
+use crate::selector::{LabelSelector, SelectorError};
+
+/// A SpiderIPPool spec as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolDraft {
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec.ipVersion` (4 or 6; inferred from the subnet when absent, as Spiderpool does).
+    pub ip_version: Option<i64>,
+    /// `spec.subnet`.
+    pub subnet: String,
+    /// `spec.ips`.
+    pub ips: Vec<String>,
+    /// `spec.excludeIPs`.
+    pub exclude_ips: Vec<String>,
+    /// `spec.gateway`.
+    pub gateway: Option<String>,
+    /// `spec.vlan`.
+    pub vlan: Option<i64>,
+    /// `spec.routes` as (dst, gw).
+    pub routes: Vec<(String, String)>,
+    /// `spec.podAffinity`.
+    pub pod_affinity: Option<LabelSelector>,
+    /// `spec.namespaceAffinity`.
+    pub namespace_affinity: Option<LabelSelector>,
+    /// `spec.namespaceName`.
+    pub namespace_name: Vec<String>,
+    /// `spec.nodeAffinity`.
+    pub node_affinity: Option<LabelSelector>,
+    /// `spec.nodeName`.
+    pub node_name: Vec<String>,
+    /// `spec.multusName`.
+    pub multus_name: Vec<String>,
+    /// `spec.default`.
+    pub default: bool,
+    /// `spec.disable`.
+    pub disable: bool,
+    /// The object is being deleted.
+    pub deleting: bool,
+}
+
+/// A SpiderSubnet spec as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubnetDraft {
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec.ipVersion`.
+    pub ip_version: Option<i64>,
+    /// `spec.subnet`.
+    pub subnet: String,
+    /// `spec.ips`.
+    pub ips: Vec<String>,
+    /// `spec.excludeIPs`.
+    pub exclude_ips: Vec<String>,
+    /// `spec.gateway`.
+    pub gateway: Option<String>,
+    /// `spec.vlan`.
+    pub vlan: Option<i64>,
+    /// `spec.routes` as (dst, gw).
+    pub routes: Vec<(String, String)>,
+}
+
+/// A SpiderReservedIP spec as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReservedIpDraft {
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec.ipVersion`.
+    pub ip_version: Option<i64>,
+    /// `spec.ips`.
+    pub ips: Vec<String>,
+}
+
+/// A validated SpiderSubnet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    /// Name.
+    pub name: String,
+    /// Family.
+    pub family: IpFamily,
+    /// CIDR.
+    pub subnet: IpNet,
+    /// Addresses it hands to auto-pools and to pools made by hand.
+    pub ips: IpSet,
+    /// Excluded.
+    pub exclude_ips: IpSet,
+    /// Gateway.
+    pub gateway: Option<IpAddr>,
+    /// VLAN.
+    pub vlan: Option<i64>,
+    /// Routes.
+    pub routes: Vec<Route>,
+}
+
+/// A validated SpiderReservedIP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReservedIp {
+    /// Name.
+    pub name: String,
+    /// Family.
+    pub family: IpFamily,
+    /// The reserved addresses.
+    pub ips: IpSet,
+}
+
+/// One thing wrong with one field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field path, as Kubernetes writes it (`spec.ips[2]`).
+    pub field: String,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Everything wrong with one object.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct Invalid {
+    /// `SpiderIPPool`, `SpiderSubnet`, `SpiderReservedIP`.
+    pub kind: &'static str,
+    /// The object's name.
+    pub name: String,
+    /// The errors, in field order.
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} is invalid: ", self.kind, self.name)?;
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+    fn finish<T>(self, kind: &'static str, name: &str, value: T) -> Result<T, Invalid> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(Invalid {
+                kind,
+                name: name.to_string(),
+                errors: self.0,
+            })
+        }
+    }
+}
+
+/// Kubernetes object names (DNS subdomain, RFC 1123): lowercase alphanumerics, `-` and `.`,
+/// starting and ending alphanumeric, at most 253 characters.
+pub fn validate_object_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if name.len() > 253 {
+        return Err(format!("must be at most 253 characters (has {})", name.len()));
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!(
+                "{name:?} is not a valid name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses `spec.subnet`; a CIDR with host bits set is refused with the network it meant.
+fn parse_subnet(text: &str, errs: &mut Errors) -> Option<IpNet> {
+    if text.is_empty() {
+        errs.push("spec.subnet", "is required: write the CIDR, e.g. 10.6.0.0/16");
+        return None;
+    }
+    match text.parse::<IpNet>() {
+        Ok(net) if net.trunc() == net => Some(net),
+        Ok(net) => {
+            errs.push(
+                "spec.subnet",
+                format!("{text} has host bits set; write the network address {}", net.trunc()),
+            );
+            None
+        }
+        Err(_) => {
+            errs.push(
+                "spec.subnet",
+                format!("{text:?} is not a CIDR; write it as address/prefix, e.g. 10.6.0.0/16"),
+            );
+            None
+        }
+    }
+}
+
+fn family_of_version(v: Option<i64>, errs: &mut Errors) -> Option<IpFamily> {
+    match v {
+        None => None,
+        Some(v) => match IpFamily::from_version(v) {
+            Some(f) => Some(f),
+            None => {
+                errs.push("spec.ipVersion", format!("{v} is not an IP version; use 4 or 6"));
+                None
+            }
+        },
+    }
+}
+
+/// Parses an address list field entry by entry so that each error names its index, and checks
+/// every entry lies in `subnet` and is of `family`.
+fn parse_list(
+    field: &str,
+    entries: &[String],
+    family: Option<IpFamily>,
+    subnet: Option<&IpNet>,
+    errs: &mut Errors,
+) -> IpSet {
+    let mut ranges = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let path = format!("{field}[{i}]");
+        match IpRange::parse(entry) {
+            Ok(r) => {
+                if let Some(f) = family {
+                    if r.family() != f {
+                        errs.push(
+                            path,
+                            format!("{entry} is {} but the pool is {f}", r.family()),
+                        );
+                        continue;
+                    }
+                }
+                if let Some(net) = subnet {
+                    if !net.contains(&r.start()) || !net.contains(&r.end()) {
+                        errs.push(path, format!("{entry} is not inside the subnet {net}"));
+                        continue;
+                    }
+                }
+                ranges.push(r);
+            }
+            Err(e) => errs.push(path, e.to_string()),
+        }
+    }
+    match IpSet::from_ranges(ranges) {
+        Ok(s) => s,
+        Err(e) => {
+            errs.push(field, e.to_string());
+            IpSet::new()
+        }
+    }
+}
+
+fn parse_gateway(
+    gateway: Option<&str>,
+    family: Option<IpFamily>,
+    subnet: Option<&IpNet>,
+    errs: &mut Errors,
+) -> Option<IpAddr> {
+    let text = gateway?;
+    let ip: IpAddr = match text.parse() {
+        Ok(ip) => ip,
+        Err(_) => {
+            errs.push("spec.gateway", format!("{text:?} is not an IP address"));
+            return None;
+        }
+    };
+    if let Some(f) = family {
+        if IpFamily::of(&ip) != f {
+            errs.push("spec.gateway", format!("{ip} is {} but the pool is {f}", IpFamily::of(&ip)));
+            return None;
+        }
+    }
+    if let Some(net) = subnet {
+        if !net.contains(&ip) {
+            errs.push("spec.gateway", format!("{ip} is not inside the subnet {net}"));
+            return None;
+        }
+        if ip == net.network() && net.prefix_len() < IpFamily::of(&ip).bits() - 1 {
+            errs.push("spec.gateway", format!("{ip} is the network address of {net}"));
+            return None;
+        }
+        if let IpNet::V4(n4) = net {
+            if IpAddr::V4(n4.broadcast()) == ip && n4.prefix_len() < 31 {
+                errs.push("spec.gateway", format!("{ip} is the broadcast address of {net}"));
+                return None;
+            }
+        }
+    }
+    Some(ip)
+}
+
+fn parse_routes(
+    routes: &[(String, String)],
+    family: Option<IpFamily>,
+    subnet: Option<&IpNet>,
+    errs: &mut Errors,
+) -> Vec<Route> {
+    let mut out: Vec<Route> = Vec::new();
+    for (i, (dst, gw)) in routes.iter().enumerate() {
+        let path = format!("spec.routes[{i}]");
+        let dst_net: IpNet = match dst.parse::<IpNet>() {
+            Ok(n) => n.trunc(),
+            Err(_) => {
+                errs.push(format!("{path}.dst"), format!("{dst:?} is not a CIDR"));
+                continue;
+            }
+        };
+        let gw_ip: IpAddr = match gw.parse() {
+            Ok(ip) => ip,
+            Err(_) => {
+                errs.push(format!("{path}.gw"), format!("{gw:?} is not an IP address"));
+                continue;
+            }
+        };
+        let fam_dst = IpFamily::of(&dst_net.addr());
+        if IpFamily::of(&gw_ip) != fam_dst {
+            errs.push(path.clone(), format!("dst {dst} and gw {gw} are of different IP families"));
+            continue;
+        }
+        if let Some(f) = family {
+            if fam_dst != f {
+                errs.push(path.clone(), format!("{dst} is {fam_dst} but the pool is {f}"));
+                continue;
+            }
+        }
+        if let Some(net) = subnet {
+            if !net.contains(&gw_ip) {
+                errs.push(
+                    format!("{path}.gw"),
+                    format!("{gw_ip} is not inside the subnet {net}: a route's gateway must be reachable on it"),
+                );
+                continue;
+            }
+        }
+        if out.iter().any(|r| r.dst == dst_net) {
+            errs.push(format!("{path}.dst"), format!("{dst_net} appears twice"));
+            continue;
+        }
+        out.push(Route {
+            dst: dst_net,
+            gw: gw_ip,
+        });
+    }
+    out
+}
+
+fn check_selector(field: &str, sel: Option<&LabelSelector>, errs: &mut Errors) {
+    if let Some(sel) = sel {
+        if let Err(e) = sel.validate() {
+            let e: SelectorError = e;
+            errs.push(field, e.to_string());
+        }
+    }
+}
+
+fn check_names(field: &str, names: &[String], errs: &mut Errors, allow_namespace: bool) {
+    for (i, n) in names.iter().enumerate() {
+        let check = if allow_namespace {
+            match n.split_once('/') {
+                Some((ns, name)) => validate_object_name(ns).and(validate_object_name(name)),
+                None => validate_object_name(n),
+            }
+        } else {
+            validate_object_name(n)
+        };
+        if let Err(e) = check {
+            errs.push(format!("{field}[{i}]"), e);
+        }
+        if names[..i].contains(n) {
+            errs.push(format!("{field}[{i}]"), format!("{n} appears twice"));
+        }
+    }
+}
+
+/// Validates one SpiderIPPool on its own.
+pub fn validate_pool(draft: &PoolDraft) -> Result<Pool, Invalid> {
+    let mut errs = Errors::default();
+    if let Err(e) = validate_object_name(&draft.name) {
+        errs.push("metadata.name", e);
+    }
+    let declared = family_of_version(draft.ip_version, &mut errs);
+    let subnet = parse_subnet(&draft.subnet, &mut errs);
+    let subnet_family = subnet.map(|n| IpFamily::of(&n.addr()));
+    if let (Some(d), Some(s)) = (declared, subnet_family) {
+        if d != s {
+            errs.push(
+                "spec.ipVersion",
+                format!("is {} but spec.subnet {} is {s}", d.version(), draft.subnet),
+            );
+        }
+    }
+    let family = declared.or(subnet_family);
+    let ips = parse_list("spec.ips", &draft.ips, family, subnet.as_ref(), &mut errs);
+    let exclude_ips = parse_list(
+        "spec.excludeIPs",
+        &draft.exclude_ips,
+        family,
+        subnet.as_ref(),
+        &mut errs,
+    );
+    let gateway = parse_gateway(draft.gateway.as_deref(), family, subnet.as_ref(), &mut errs);
+    if let Some(gw) = gateway {
+        if ips.contains(&gw) && !exclude_ips.contains(&gw) {
+            errs.push(
+                "spec.gateway",
+                format!("{gw} is inside spec.ips; take it out of spec.ips or add it to spec.excludeIPs"),
+            );
+        }
+    }
+    if let Some(v) = draft.vlan {
+        if !(0..=4094).contains(&v) {
+            errs.push("spec.vlan", format!("{v} is out of range; use 0 to 4094"));
+        }
+    }
+    let routes = parse_routes(&draft.routes, family, subnet.as_ref(), &mut errs);
+    check_selector("spec.podAffinity", draft.pod_affinity.as_ref(), &mut errs);
+    check_selector("spec.namespaceAffinity", draft.namespace_affinity.as_ref(), &mut errs);
+    check_selector("spec.nodeAffinity", draft.node_affinity.as_ref(), &mut errs);
+    check_names("spec.namespaceName", &draft.namespace_name, &mut errs, false);
+    check_names("spec.nodeName", &draft.node_name, &mut errs, false);
+    check_names("spec.multusName", &draft.multus_name, &mut errs, true);
+    let (Some(family), Some(subnet)) = (family, subnet) else {
+        // Errors were recorded above.
+        let errors = if errs.0.is_empty() {
+            vec![FieldError {
+                field: "spec.subnet".to_string(),
+                message: "is required".to_string(),
+            }]
+        } else {
+            errs.0
+        };
+        return Err(Invalid {
+            kind: "SpiderIPPool",
+            name: draft.name.clone(),
+            errors,
+        });
+    };
+    let pool = Pool {
+        name: draft.name.clone(),
+        family,
+        subnet,
+        ips,
+        exclude_ips,
+        gateway,
+        vlan: draft.vlan,
+        routes,
+        pod_affinity: draft.pod_affinity.clone(),
+        namespace_affinity: draft.namespace_affinity.clone(),
+        namespace_name: draft.namespace_name.clone(),
+        node_affinity: draft.node_affinity.clone(),
+        node_name: draft.node_name.clone(),
+        multus_name: draft.multus_name.clone(),
+        default: draft.default,
+        disable: draft.disable,
+        deleting: draft.deleting,
+    };
+    errs.finish("SpiderIPPool", &draft.name, pool)
+}
+
+/// The pool's addresses as the overlap rule sees them: `ips` minus `excludeIPs`.
+fn claimed_space(pool: &Pool) -> IpSet {
+    pool.ips.difference(&pool.exclude_ips)
+}
+
+/// Validates a pool against the others of the cluster (or of the files given): no two pools
+/// may share an address.
+pub fn validate_pool_overlaps<'a, I>(pool: &Pool, others: I) -> Result<(), Invalid>
+where
+    I: IntoIterator<Item = &'a Pool>,
+{
+    let mine = claimed_space(pool);
+    let mut errs = Errors::default();
+    for other in others {
+        if other.name == pool.name || other.family != pool.family {
+            continue;
+        }
+        let common = mine.intersection(&claimed_space(other));
+        if !common.is_empty() {
+            errs.push(
+                "spec.ips",
+                format!(
+                    "overlaps SpiderIPPool {} on {} address(es): {}",
+                    other.name,
+                    common.len(),
+                    abbreviate(&common)
+                ),
+            );
+        }
+    }
+    errs.finish("SpiderIPPool", &pool.name, ())
+}
+
+/// Validates a change to an existing pool: `subnet` and `ipVersion` are immutable, and no
+/// address in use may leave the pool (`in_use`: the addresses its claims hold).
+pub fn validate_pool_update(old: &Pool, new: &Pool, in_use: &IpSet) -> Result<(), Invalid> {
+    let mut errs = Errors::default();
+    if old.subnet != new.subnet {
+        errs.push(
+            "spec.subnet",
+            format!("is immutable: it was {} and cannot become {}", old.subnet, new.subnet),
+        );
+    }
+    if old.family != new.family {
+        errs.push(
+            "spec.ipVersion",
+            format!(
+                "is immutable: it was {} and cannot become {}",
+                old.family.version(),
+                new.family.version()
+            ),
+        );
+    }
+    let still = new.ips.difference(&new.exclude_ips);
+    let dropped = in_use.difference(&still);
+    if !dropped.is_empty() {
+        errs.push(
+            "spec.ips",
+            format!(
+                "the change would take away {} address(es) in use: {}; release them first (delete or move their Pods)",
+                dropped.len(),
+                abbreviate(&dropped)
+            ),
+        );
+    }
+    if let Some(gw) = new.gateway {
+        if in_use.contains(&gw) {
+            errs.push(
+                "spec.gateway",
+                format!("{gw} is held by a Pod; release it before making it the gateway"),
+            );
+        }
+    }
+    errs.finish("SpiderIPPool", &new.name, ())
+}
+
+/// Validates the deletion of a pool: refused while addresses are in use.
+pub fn validate_pool_delete(pool: &Pool, in_use: &IpSet) -> Result<(), Invalid> {
+    let mut errs = Errors::default();
+    if !in_use.is_empty() {
+        errs.push(
+            "metadata.name",
+            format!(
+                "the pool still has {} address(es) in use ({}); delete their Pods first, the pool is removed once they are released",
+                in_use.len(),
+                abbreviate(in_use)
+            ),
+        );
+    }
+    errs.finish("SpiderIPPool", &pool.name, ())
+}
+
+/// Validates one SpiderSubnet on its own.
+pub fn validate_subnet(draft: &SubnetDraft) -> Result<Subnet, Invalid> {
+    // The address rules are the pool's; reuse them through a pool draft.
+    let as_pool = PoolDraft {
+        name: draft.name.clone(),
+        ip_version: draft.ip_version,
+        subnet: draft.subnet.clone(),
+        ips: draft.ips.clone(),
+        exclude_ips: draft.exclude_ips.clone(),
+        gateway: draft.gateway.clone(),
+        vlan: draft.vlan,
+        routes: draft.routes.clone(),
+        ..PoolDraft::default()
+    };
+    match validate_pool(&as_pool) {
+        Ok(p) => Ok(Subnet {
+            name: p.name,
+            family: p.family,
+            subnet: p.subnet,
+            ips: p.ips,
+            exclude_ips: p.exclude_ips,
+            gateway: p.gateway,
+            vlan: p.vlan,
+            routes: p.routes,
+        }),
+        Err(mut e) => {
+            e.kind = "SpiderSubnet";
+            Err(e)
+        }
+    }
+}
+
+/// Validates a SpiderSubnet against the others: their CIDRs may not overlap.
+pub fn validate_subnet_overlaps<'a, I>(subnet: &Subnet, others: I) -> Result<(), Invalid>
+where
+    I: IntoIterator<Item = &'a Subnet>,
+{
+    let mut errs = Errors::default();
+    for other in others {
+        if other.name == subnet.name {
+            continue;
+        }
+        if subnet.subnet.contains(&other.subnet.network())
+            || other.subnet.contains(&subnet.subnet.network())
+        {
+            errs.push(
+                "spec.subnet",
+                format!("{} overlaps SpiderSubnet {} ({})", subnet.subnet, other.name, other.subnet),
+            );
+        }
+    }
+    errs.finish("SpiderSubnet", &subnet.name, ())
+}
+
+/// When the SpiderSubnet feature is on, a pool made by hand must lie inside a subnet.
+pub fn validate_pool_in_subnets<'a, I>(pool: &Pool, subnets: I) -> Result<(), Invalid>
+where
+    I: IntoIterator<Item = &'a Subnet>,
+{
+    let mut errs = Errors::default();
+    let mut found = false;
+    for s in subnets {
+        if s.subnet == pool.subnet {
+            found = true;
+            let outside = claimed_space(pool).difference(&s.ips.difference(&s.exclude_ips));
+            if !outside.is_empty() {
+                errs.push(
+                    "spec.ips",
+                    format!(
+                        "{} address(es) are not free in SpiderSubnet {}: {}",
+                        outside.len(),
+                        s.name,
+                        abbreviate(&outside)
+                    ),
+                );
+            }
+        }
+    }
+    if !found {
+        errs.push(
+            "spec.subnet",
+            format!(
+                "no SpiderSubnet has subnet {}; create one first (the SpiderSubnet feature is on)",
+                pool.subnet
+            ),
+        );
+    }
+    errs.finish("SpiderIPPool", &pool.name, ())
+}
+
+/// Validates one SpiderReservedIP.
+pub fn validate_reserved_ip(draft: &ReservedIpDraft) -> Result<ReservedIp, Invalid> {
+    let mut errs = Errors::default();
+    if let Err(e) = validate_object_name(&draft.name) {
+        errs.push("metadata.name", e);
+    }
+    let declared = family_of_version(draft.ip_version, &mut errs);
+    let ips = parse_list("spec.ips", &draft.ips, declared, None, &mut errs);
+    let family = declared.or(ips.family());
+    let Some(family) = family else {
+        errs.push("spec.ips", "is empty: list the addresses to keep out of every pool");
+        return Err(Invalid {
+            kind: "SpiderReservedIP",
+            name: draft.name.clone(),
+            errors: errs.0,
+        });
+    };
+    errs.finish(
+        "SpiderReservedIP",
+        &draft.name,
+        ReservedIp {
+            name: draft.name.clone(),
+            family,
+            ips,
+        },
+    )
+}
+
+/// Validates a whole set of objects, as `aipamctl validate` does for a directory and the
+/// webhook does for one object against the cluster: each alone, then overlaps between them.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    /// Valid pools.
+    pub pools: BTreeMap<String, Pool>,
+    /// Valid subnets.
+    pub subnets: BTreeMap<String, Subnet>,
+    /// Valid reserved IPs.
+    pub reserved: BTreeMap<String, ReservedIp>,
+}
+
+impl Catalog {
+    /// Adds a pool, checking it against the pools already there. A pool that is invalid on its
+    /// own or overlaps is not added.
+    pub fn add_pool(&mut self, draft: &PoolDraft) -> Result<(), Invalid> {
+        let pool = validate_pool(draft)?;
+        if self.pools.contains_key(&pool.name) {
+            return Err(Invalid {
+                kind: "SpiderIPPool",
+                name: pool.name.clone(),
+                errors: vec![FieldError {
+                    field: "metadata.name".to_string(),
+                    message: "is defined twice".to_string(),
+                }],
+            });
+        }
+        validate_pool_overlaps(&pool, self.pools.values())?;
+        self.pools.insert(pool.name.clone(), pool);
+        Ok(())
+    }
+
+    /// Adds a subnet, checking it against the subnets already there.
+    pub fn add_subnet(&mut self, draft: &SubnetDraft) -> Result<(), Invalid> {
+        let subnet = validate_subnet(draft)?;
+        validate_subnet_overlaps(&subnet, self.subnets.values())?;
+        self.subnets.insert(subnet.name.clone(), subnet);
+        Ok(())
+    }
+
+    /// Adds a reserved IP object.
+    pub fn add_reserved(&mut self, draft: &ReservedIpDraft) -> Result<(), Invalid> {
+        let r = validate_reserved_ip(draft)?;
+        self.reserved.insert(r.name.clone(), r);
+        Ok(())
+    }
+
+    /// The union of all reserved addresses of one family.
+    pub fn reserved_set(&self, family: IpFamily) -> IpSet {
+        let mut out = IpSet::new();
+        for r in self.reserved.values().filter(|r| r.family == family) {
+            if let Ok(u) = out.union(&r.ips) {
+                out = u;
+            }
+        }
+        out
+    }
+}
+
+/// A short form of a set for messages: the first few ranges and how many more.
+fn abbreviate(set: &IpSet) -> String {
+    const SHOWN: usize = 4;
+    let parts: Vec<String> = set.ranges().take(SHOWN).map(|r| r.to_string()).collect();
+    let more = set.range_count().saturating_sub(SHOWN);
+    if more > 0 {
+        format!("{} and {more} more range(s)", parts.join(", "))
+    } else {
+        parts.join(", ")
+    }
+}
