@@ -89,7 +89,11 @@ fn run() -> Result<ExitCode> {
 fn print_text(out: &mut impl Write, source: &str, report: &validate::Report) -> Result<()> {
     writeln!(out, "Validating {source}")?;
     for f in &report.findings {
-        let verdict = if f.errors.is_empty() { "ok     " } else { "INVALID" };
+        let verdict = if f.errors.is_empty() {
+            "ok     "
+        } else {
+            "INVALID"
+        };
         let summary = if f.summary.is_empty() {
             String::new()
         } else {

@@ -188,8 +188,10 @@ mod tests {
             })
             .collect();
         on_disk.sort();
-        let mut embedded: Vec<String> =
-            EMBEDDED_SAMPLES.iter().map(|(f, _)| f.to_string()).collect();
+        let mut embedded: Vec<String> = EMBEDDED_SAMPLES
+            .iter()
+            .map(|(f, _)| f.to_string())
+            .collect();
         embedded.sort();
         assert_eq!(
             embedded, on_disk,

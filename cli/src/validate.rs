@@ -62,7 +62,10 @@ pub struct Report {
 impl Report {
     /// Objects with errors.
     pub fn invalid(&self) -> usize {
-        self.findings.iter().filter(|f| !f.errors.is_empty()).count()
+        self.findings
+            .iter()
+            .filter(|f| !f.errors.is_empty())
+            .count()
     }
 }
 
@@ -340,9 +343,17 @@ mod tests {
         let r = validate(&load_embedded().unwrap());
         let bad: Vec<_> = r.findings.iter().filter(|f| !f.errors.is_empty()).collect();
         assert!(bad.is_empty(), "{bad:#?}");
-        let pools = r.findings.iter().filter(|f| f.kind == "SpiderIPPool").count();
+        let pools = r
+            .findings
+            .iter()
+            .filter(|f| f.kind == "SpiderIPPool")
+            .count();
         assert_eq!(pools, 8);
-        let p6 = r.findings.iter().find(|f| f.name == "test-ippool-6").unwrap();
+        let p6 = r
+            .findings
+            .iter()
+            .find(|f| f.name == "test-ippool-6")
+            .unwrap();
         assert_eq!(p6.summary, "IPv4 10.6.0.0/16, 10 allocatable address(es)");
         // team-a-v4: 100 addresses, one excluded, one reserved by SpiderReservedIP... which
         // comes later in the same file, so it is not counted yet at that point.
@@ -399,7 +410,9 @@ kind: IPPool
 metadata: {name: default-v4-ippool}
 spec: {ipVersion: IPv4, subnet: 172.18.0.0/16}
 "#);
-        assert!(r.findings[0].errors[0].contains("write apiVersion spiderpool.spidernet.io/v2beta1"));
+        assert!(
+            r.findings[0].errors[0].contains("write apiVersion spiderpool.spidernet.io/v2beta1")
+        );
     }
 
     #[test]
@@ -434,7 +447,14 @@ spec:
   gateway: 10.6.0.1
 "#);
         let e = &r.findings[0].errors;
-        assert!(e.contains(&"spec.ips[1]: 10.7.0.1 is not inside the subnet 10.6.0.0/16".to_string()), "{e:?}");
-        assert!(e.iter().any(|m| m.starts_with("spec.gateway: 10.6.0.1 is inside spec.ips")), "{e:?}");
+        assert!(
+            e.contains(&"spec.ips[1]: 10.7.0.1 is not inside the subnet 10.6.0.0/16".to_string()),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("spec.gateway: 10.6.0.1 is inside spec.ips")),
+            "{e:?}"
+        );
     }
 }

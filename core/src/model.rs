@@ -236,15 +236,30 @@ mod tests {
         let a = pool.allocatable(&reserved);
         // 256 - network - broadcast - gateway - 10 excluded - 1 reserved
         assert_eq!(a.len(), 256 - 2 - 1 - 10 - 1);
-        for ip in ["10.6.0.0", "10.6.0.255", "10.6.0.1", "10.6.0.15", "10.6.0.100"] {
-            assert!(!a.contains(&ip.parse().unwrap()), "{ip} must not be allocatable");
+        for ip in [
+            "10.6.0.0",
+            "10.6.0.255",
+            "10.6.0.1",
+            "10.6.0.15",
+            "10.6.0.100",
+        ] {
+            assert!(
+                !a.contains(&ip.parse().unwrap()),
+                "{ip} must not be allocatable"
+            );
         }
     }
 
     #[test]
     fn multus_names_with_and_without_namespace() {
-        assert!(multus_name_matches("kube-system/macvlan", "kube-system/macvlan"));
-        assert!(!multus_name_matches("default/macvlan", "kube-system/macvlan"));
+        assert!(multus_name_matches(
+            "kube-system/macvlan",
+            "kube-system/macvlan"
+        ));
+        assert!(!multus_name_matches(
+            "default/macvlan",
+            "kube-system/macvlan"
+        ));
         assert!(multus_name_matches("macvlan", "kube-system/macvlan"));
         assert!(!multus_name_matches("macvlan2", "kube-system/macvlan"));
     }

@@ -188,7 +188,10 @@ pub fn validate_object_name(name: &str) -> Result<(), String> {
         return Err("must not be empty".to_string());
     }
     if name.len() > 253 {
-        return Err(format!("must be at most 253 characters (has {})", name.len()));
+        return Err(format!(
+            "must be at most 253 characters (has {})",
+            name.len()
+        ));
     }
     for label in name.split('.') {
         let ok = !label.is_empty()
@@ -209,7 +212,10 @@ pub fn validate_object_name(name: &str) -> Result<(), String> {
 /// Parses `spec.subnet`; a CIDR with host bits set is refused with the network it meant.
 fn parse_subnet(text: &str, errs: &mut Errors) -> Option<IpNet> {
     if text.is_empty() {
-        errs.push("spec.subnet", "is required: write the CIDR, e.g. 10.6.0.0/16");
+        errs.push(
+            "spec.subnet",
+            "is required: write the CIDR, e.g. 10.6.0.0/16",
+        );
         return None;
     }
     match text.parse::<IpNet>() {
@@ -217,7 +223,10 @@ fn parse_subnet(text: &str, errs: &mut Errors) -> Option<IpNet> {
         Ok(net) => {
             errs.push(
                 "spec.subnet",
-                format!("{text} has host bits set; write the network address {}", net.trunc()),
+                format!(
+                    "{text} has host bits set; write the network address {}",
+                    net.trunc()
+                ),
             );
             None
         }
@@ -237,7 +246,10 @@ fn family_of_version(v: Option<i64>, errs: &mut Errors) -> Option<IpFamily> {
         Some(v) => match IpFamily::from_version(v) {
             Some(f) => Some(f),
             None => {
-                errs.push("spec.ipVersion", format!("{v} is not an IP version; use 4 or 6"));
+                errs.push(
+                    "spec.ipVersion",
+                    format!("{v} is not an IP version; use 4 or 6"),
+                );
                 None
             }
         },
@@ -303,22 +315,34 @@ fn parse_gateway(
     };
     if let Some(f) = family {
         if IpFamily::of(&ip) != f {
-            errs.push("spec.gateway", format!("{ip} is {} but the pool is {f}", IpFamily::of(&ip)));
+            errs.push(
+                "spec.gateway",
+                format!("{ip} is {} but the pool is {f}", IpFamily::of(&ip)),
+            );
             return None;
         }
     }
     if let Some(net) = subnet {
         if !net.contains(&ip) {
-            errs.push("spec.gateway", format!("{ip} is not inside the subnet {net}"));
+            errs.push(
+                "spec.gateway",
+                format!("{ip} is not inside the subnet {net}"),
+            );
             return None;
         }
         if ip == net.network() && net.prefix_len() < IpFamily::of(&ip).bits() - 1 {
-            errs.push("spec.gateway", format!("{ip} is the network address of {net}"));
+            errs.push(
+                "spec.gateway",
+                format!("{ip} is the network address of {net}"),
+            );
             return None;
         }
         if let IpNet::V4(n4) = net {
             if IpAddr::V4(n4.broadcast()) == ip && n4.prefix_len() < 31 {
-                errs.push("spec.gateway", format!("{ip} is the broadcast address of {net}"));
+                errs.push(
+                    "spec.gateway",
+                    format!("{ip} is the broadcast address of {net}"),
+                );
                 return None;
             }
         }
@@ -351,12 +375,18 @@ fn parse_routes(
         };
         let fam_dst = IpFamily::of(&dst_net.addr());
         if IpFamily::of(&gw_ip) != fam_dst {
-            errs.push(path.clone(), format!("dst {dst} and gw {gw} are of different IP families"));
+            errs.push(
+                path.clone(),
+                format!("dst {dst} and gw {gw} are of different IP families"),
+            );
             continue;
         }
         if let Some(f) = family {
             if fam_dst != f {
-                errs.push(path.clone(), format!("{dst} is {fam_dst} but the pool is {f}"));
+                errs.push(
+                    path.clone(),
+                    format!("{dst} is {fam_dst} but the pool is {f}"),
+                );
                 continue;
             }
         }
@@ -440,7 +470,9 @@ pub fn validate_pool(draft: &PoolDraft) -> Result<Pool, Invalid> {
         if ips.contains(&gw) && !exclude_ips.contains(&gw) {
             errs.push(
                 "spec.gateway",
-                format!("{gw} is inside spec.ips; take it out of spec.ips or add it to spec.excludeIPs"),
+                format!(
+                    "{gw} is inside spec.ips; take it out of spec.ips or add it to spec.excludeIPs"
+                ),
             );
         }
     }
@@ -451,9 +483,18 @@ pub fn validate_pool(draft: &PoolDraft) -> Result<Pool, Invalid> {
     }
     let routes = parse_routes(&draft.routes, family, subnet.as_ref(), &mut errs);
     check_selector("spec.podAffinity", draft.pod_affinity.as_ref(), &mut errs);
-    check_selector("spec.namespaceAffinity", draft.namespace_affinity.as_ref(), &mut errs);
+    check_selector(
+        "spec.namespaceAffinity",
+        draft.namespace_affinity.as_ref(),
+        &mut errs,
+    );
     check_selector("spec.nodeAffinity", draft.node_affinity.as_ref(), &mut errs);
-    check_names("spec.namespaceName", &draft.namespace_name, &mut errs, false);
+    check_names(
+        "spec.namespaceName",
+        &draft.namespace_name,
+        &mut errs,
+        false,
+    );
     check_names("spec.nodeName", &draft.node_name, &mut errs, false);
     check_names("spec.multusName", &draft.multus_name, &mut errs, true);
     let (Some(family), Some(subnet)) = (family, subnet) else {
@@ -534,7 +575,10 @@ pub fn validate_pool_update(old: &Pool, new: &Pool, in_use: &IpSet) -> Result<()
     if old.subnet != new.subnet {
         errs.push(
             "spec.subnet",
-            format!("is immutable: it was {} and cannot become {}", old.subnet, new.subnet),
+            format!(
+                "is immutable: it was {} and cannot become {}",
+                old.subnet, new.subnet
+            ),
         );
     }
     if old.family != new.family {
@@ -633,7 +677,10 @@ where
         {
             errs.push(
                 "spec.subnet",
-                format!("{} overlaps SpiderSubnet {} ({})", subnet.subnet, other.name, other.subnet),
+                format!(
+                    "{} overlaps SpiderSubnet {} ({})",
+                    subnet.subnet, other.name, other.subnet
+                ),
             );
         }
     }
@@ -686,7 +733,10 @@ pub fn validate_reserved_ip(draft: &ReservedIpDraft) -> Result<ReservedIp, Inval
     let ips = parse_list("spec.ips", &draft.ips, declared, None, &mut errs);
     let family = declared.or(ips.family());
     let Some(family) = family else {
-        errs.push("spec.ips", "is empty: list the addresses to keep out of every pool");
+        errs.push(
+            "spec.ips",
+            "is empty: list the addresses to keep out of every pool",
+        );
         return Err(Invalid {
             kind: "SpiderReservedIP",
             name: draft.name.clone(),
@@ -772,5 +822,281 @@ fn abbreviate(set: &IpSet) -> String {
         format!("{} and {more} more range(s)", parts.join(", "))
     } else {
         parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn draft(name: &str, subnet: &str, ips: &[&str]) -> PoolDraft {
+        PoolDraft {
+            name: name.to_string(),
+            subnet: subnet.to_string(),
+            ips: ips.iter().map(|s| s.to_string()).collect(),
+            ..PoolDraft::default()
+        }
+    }
+
+    fn errors(r: Result<Pool, Invalid>) -> Vec<String> {
+        r.unwrap_err()
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_zone_pools_are_valid_and_infer_their_version() {
+        let mut d = draft("test-ippool-6", "10.6.0.0/16", &["10.6.168.60-10.6.168.69"]);
+        d.gateway = Some("10.6.0.1".to_string());
+        let p = validate_pool(&d).unwrap();
+        assert_eq!(p.family, IpFamily::V4);
+        assert_eq!(p.allocatable(&IpSet::new()).len(), 10);
+    }
+
+    #[test]
+    fn pool_field_errors_name_the_field_and_the_fix() {
+        let table: Vec<(PoolDraft, Vec<&str>)> = vec![
+            (draft("a", "", &[]), vec!["spec.subnet: is required: write the CIDR, e.g. 10.6.0.0/16"]),
+            (
+                draft("a", "10.6.1.5/16", &[]),
+                vec!["spec.subnet: 10.6.1.5/16 has host bits set; write the network address 10.6.0.0/16"],
+            ),
+            (
+                draft("a", "10.6.0.0/33", &[]),
+                vec!["spec.subnet: \"10.6.0.0/33\" is not a CIDR; write it as address/prefix, e.g. 10.6.0.0/16"],
+            ),
+            (
+                draft("a", "10.6.0.0/16", &["10.7.0.1"]),
+                vec!["spec.ips[0]: 10.7.0.1 is not inside the subnet 10.6.0.0/16"],
+            ),
+            (
+                draft("a", "10.6.0.0/16", &["fd00::1"]),
+                vec!["spec.ips[0]: fd00::1 is IPv6 but the pool is IPv4"],
+            ),
+            (
+                PoolDraft {
+                    ip_version: Some(6),
+                    ..draft("a", "10.6.0.0/16", &[])
+                },
+                vec!["spec.ipVersion: is 6 but spec.subnet 10.6.0.0/16 is IPv4"],
+            ),
+            (
+                PoolDraft {
+                    ip_version: Some(5),
+                    ..draft("a", "10.6.0.0/16", &[])
+                },
+                vec!["spec.ipVersion: 5 is not an IP version; use 4 or 6"],
+            ),
+            (
+                PoolDraft {
+                    vlan: Some(4095),
+                    ..draft("a", "10.6.0.0/16", &[])
+                },
+                vec!["spec.vlan: 4095 is out of range; use 0 to 4094"],
+            ),
+            (
+                PoolDraft {
+                    gateway: Some("10.6.0.5".to_string()),
+                    ..draft("a", "10.6.0.0/16", &["10.6.0.1-10.6.0.9"])
+                },
+                vec!["spec.gateway: 10.6.0.5 is inside spec.ips; take it out of spec.ips or add it to spec.excludeIPs"],
+            ),
+            (
+                PoolDraft {
+                    gateway: Some("10.7.0.1".to_string()),
+                    ..draft("a", "10.6.0.0/16", &[])
+                },
+                vec!["spec.gateway: 10.7.0.1 is not inside the subnet 10.6.0.0/16"],
+            ),
+            (
+                PoolDraft {
+                    gateway: Some("10.6.0.0".to_string()),
+                    ..draft("a", "10.6.0.0/16", &[])
+                },
+                vec!["spec.gateway: 10.6.0.0 is the network address of 10.6.0.0/16"],
+            ),
+            (
+                PoolDraft {
+                    routes: vec![("10.10.0.0/16".to_string(), "10.9.0.1".to_string())],
+                    ..draft("a", "10.6.0.0/16", &[])
+                },
+                vec!["spec.routes[0].gw: 10.9.0.1 is not inside the subnet 10.6.0.0/16: a route's gateway must be reachable on it"],
+            ),
+            (
+                PoolDraft {
+                    node_name: vec!["Node_1".to_string()],
+                    ..draft("a", "10.6.0.0/16", &[])
+                },
+                vec!["spec.nodeName[0]: \"Node_1\" is not a valid name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"],
+            ),
+            (
+                draft("Bad", "10.6.0.0/16", &[]),
+                vec!["metadata.name: \"Bad\" is not a valid name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"],
+            ),
+        ];
+        for (d, want) in table {
+            assert_eq!(errors(validate_pool(&d)), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn reversed_ranges_and_cidrs_in_ips_are_refused_with_the_range_error() {
+        let e = errors(validate_pool(&draft(
+            "a",
+            "10.6.0.0/16",
+            &["10.6.0.9-10.6.0.1", "10.6.0.0/24"],
+        )));
+        assert_eq!(e.len(), 2);
+        assert!(e[0].starts_with("spec.ips[0]: "), "{e:?}");
+        assert!(e[0].contains("10.6.0.1-10.6.0.9"), "{e:?}");
+        assert!(e[1].starts_with("spec.ips[1]: "), "{e:?}");
+        assert!(e[1].contains("range"), "{e:?}");
+    }
+
+    #[test]
+    fn malformed_selectors_are_refused() {
+        let d = PoolDraft {
+            node_affinity: Some(LabelSelector {
+                match_labels: BTreeMap::new(),
+                match_expressions: vec![crate::selector::LabelSelectorRequirement {
+                    key: "zone".to_string(),
+                    operator: "In".to_string(),
+                    values: vec![],
+                }],
+            }),
+            ..draft("a", "10.6.0.0/16", &[])
+        };
+        let e = errors(validate_pool(&d));
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("spec.nodeAffinity: "), "{e:?}");
+    }
+
+    #[test]
+    fn overlaps_are_refused_naming_the_other_pool() {
+        let a = validate_pool(&draft("a", "10.0.0.0/24", &["10.0.0.10-10.0.0.20"])).unwrap();
+        let b = validate_pool(&draft("b", "10.0.0.0/24", &["10.0.0.15-10.0.0.30"])).unwrap();
+        let mut c_draft = draft("c", "10.0.0.0/24", &["10.0.0.15-10.0.0.30"]);
+        c_draft.exclude_ips = vec!["10.0.0.15-10.0.0.20".to_string()];
+        let c = validate_pool(&c_draft).unwrap();
+        let e = validate_pool_overlaps(&b, [&a]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "SpiderIPPool b is invalid: spec.ips: overlaps SpiderIPPool a on 6 address(es): 10.0.0.15-10.0.0.20"
+        );
+        // Excluded addresses do not count as the pool's.
+        assert!(validate_pool_overlaps(&c, [&a]).is_ok());
+    }
+
+    #[test]
+    fn updates_keep_subnet_and_version_and_every_address_in_use() {
+        let old = validate_pool(&draft("a", "10.0.0.0/24", &["10.0.0.10-10.0.0.20"])).unwrap();
+        let in_use = IpSet::parse_list(&["10.0.0.11", "10.0.0.19"]).unwrap();
+        let shrink = validate_pool(&draft("a", "10.0.0.0/24", &["10.0.0.10-10.0.0.15"])).unwrap();
+        let e = validate_pool_update(&old, &shrink, &in_use).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "SpiderIPPool a is invalid: spec.ips: the change would take away 1 address(es) in use: 10.0.0.19; release them first (delete or move their Pods)"
+        );
+        let grow = validate_pool(&draft("a", "10.0.0.0/24", &["10.0.0.10-10.0.0.40"])).unwrap();
+        assert!(validate_pool_update(&old, &grow, &in_use).is_ok());
+        let moved = validate_pool(&draft("a", "10.0.1.0/24", &[])).unwrap();
+        let e = validate_pool_update(&old, &moved, &IpSet::new()).unwrap_err();
+        assert!(e.to_string().contains("spec.subnet: is immutable"), "{e}");
+        let mut excl = draft("a", "10.0.0.0/24", &["10.0.0.10-10.0.0.20"]);
+        excl.exclude_ips = vec!["10.0.0.11".to_string()];
+        let excl = validate_pool(&excl).unwrap();
+        assert!(validate_pool_update(&old, &excl, &in_use).is_err());
+    }
+
+    #[test]
+    fn deleting_a_pool_in_use_is_refused() {
+        let p = validate_pool(&draft("a", "10.0.0.0/24", &["10.0.0.10-10.0.0.20"])).unwrap();
+        assert!(validate_pool_delete(&p, &IpSet::new()).is_ok());
+        let e = validate_pool_delete(&p, &IpSet::parse_list(&["10.0.0.12"]).unwrap()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("still has 1 address(es) in use (10.0.0.12)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn subnets_reserved_ips_and_the_catalog() {
+        let mut cat = Catalog::default();
+        cat.add_subnet(&SubnetDraft {
+            name: "subnet-6".to_string(),
+            subnet: "10.6.0.0/16".to_string(),
+            ips: vec!["10.6.168.60-10.6.168.69".to_string()],
+            ..SubnetDraft::default()
+        })
+        .unwrap();
+        let e = cat
+            .add_subnet(&SubnetDraft {
+                name: "inner".to_string(),
+                subnet: "10.6.1.0/24".to_string(),
+                ..SubnetDraft::default()
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "SpiderSubnet inner is invalid: spec.subnet: 10.6.1.0/24 overlaps SpiderSubnet subnet-6 (10.6.0.0/16)"
+        );
+        let inside =
+            validate_pool(&draft("p", "10.6.0.0/16", &["10.6.168.60-10.6.168.64"])).unwrap();
+        assert!(validate_pool_in_subnets(&inside, cat.subnets.values()).is_ok());
+        let outside =
+            validate_pool(&draft("q", "10.6.0.0/16", &["10.6.168.68-10.6.168.70"])).unwrap();
+        let e = validate_pool_in_subnets(&outside, cat.subnets.values()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("1 address(es) are not free in SpiderSubnet subnet-6: 10.6.168.70"),
+            "{e}"
+        );
+        let elsewhere = validate_pool(&draft("r", "10.9.0.0/16", &[])).unwrap();
+        assert!(validate_pool_in_subnets(&elsewhere, cat.subnets.values()).is_err());
+
+        cat.add_reserved(&ReservedIpDraft {
+            name: "r".to_string(),
+            ip_version: Some(4),
+            ips: vec!["10.6.168.61".to_string()],
+        })
+        .unwrap();
+        assert_eq!(cat.reserved_set(IpFamily::V4).len(), 1);
+        let e = cat
+            .add_reserved(&ReservedIpDraft {
+                name: "bad".to_string(),
+                ip_version: Some(6),
+                ips: vec!["10.0.0.1".to_string()],
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "SpiderReservedIP bad is invalid: spec.ips[0]: 10.0.0.1 is IPv4 but the pool is IPv6"
+        );
+        let e = cat
+            .add_pool(&draft("dup", "10.0.0.0/24", &[]))
+            .and_then(|()| cat.add_pool(&draft("dup", "10.0.1.0/24", &[])))
+            .unwrap_err();
+        assert!(e.to_string().contains("is defined twice"));
+    }
+
+    #[test]
+    fn ipv6_pools_validate_like_ipv4() {
+        let mut d = draft("v6", "fd00:6::/64", &["fd00:6::10-fd00:6::ff"]);
+        d.gateway = Some("fd00:6::1".to_string());
+        d.routes = vec![("fd00:9::/64".to_string(), "fd00:6::1".to_string())];
+        let p = validate_pool(&d).unwrap();
+        assert_eq!(p.family, IpFamily::V6);
+        assert_eq!(p.allocatable(&IpSet::new()).len(), 0xf0);
+        let mut bad = draft("v6", "fd00:6::/64", &["fd00:7::1"]);
+        bad.gateway = Some("fd00:6::20".to_string());
+        let e = errors(validate_pool(&bad));
+        assert_eq!(
+            e,
+            vec!["spec.ips[0]: fd00:7::1 is not inside the subnet fd00:6::/64"]
+        );
     }
 }
