@@ -4,11 +4,13 @@
 //! Webhook, operator, CNI binary and command-line tool all call into this crate, so the rules
 //! are written once and tested without any server.
 
+pub mod affinity;
 pub mod alloc;
 pub mod annotations;
 pub mod config;
 pub mod model;
 pub mod ranges;
+pub mod reservation;
 pub mod select;
 pub mod selector;
 pub mod validate;

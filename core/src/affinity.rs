@@ -1,0 +1,230 @@
+//! Node affinity for Pods whose node is unknown at admission.
+//!
+//! When a Pod's candidate pools are restricted to some nodes (zones), the webhook reserves one
+//! address per zone and adds to the Pod a *required* node affinity that is the union of those
+//! pools' node restrictions, intersected with whatever the Pod already requires, so the
+//! scheduler can only place it where one of its reservations applies.
+//!
+//! The types have the JSON shape of Kubernetes' `NodeSelectorTerm` so that the webhook converts
+//! them with serde. Terms are ORed; requirements inside a term are ANDed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Pool;
+use crate::selector::LabelSelector;
+
+/// Field key Kubernetes supports in `matchFields`.
+pub const FIELD_NODE_NAME: &str = "metadata.name";
+
+/// Kubernetes' `NodeSelectorRequirement`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeSelectorRequirement {
+    /// Label key (or `metadata.name` in `matchFields`).
+    pub key: String,
+    /// `In`, `NotIn`, `Exists`, `DoesNotExist`, `Gt`, `Lt`.
+    pub operator: String,
+    /// Values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// Kubernetes' `NodeSelectorTerm`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelectorTerm {
+    /// Requirements on node labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<NodeSelectorRequirement>,
+    /// Requirements on node fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_fields: Vec<NodeSelectorRequirement>,
+}
+
+/// The most terms a combined affinity may have; beyond it the Pod is refused rather than
+/// given an affinity nobody can read.
+pub const MAX_TERMS: usize = 64;
+
+fn from_label_selector(sel: &LabelSelector) -> Vec<NodeSelectorRequirement> {
+    let mut out: Vec<NodeSelectorRequirement> = sel
+        .match_labels
+        .iter()
+        .map(|(k, v)| NodeSelectorRequirement {
+            key: k.clone(),
+            operator: "In".to_string(),
+            values: vec![v.clone()],
+        })
+        .collect();
+    out.extend(
+        sel.match_expressions
+            .iter()
+            .map(|r| NodeSelectorRequirement {
+                key: r.key.clone(),
+                operator: r.operator.clone(),
+                values: r.values.clone(),
+            }),
+    );
+    out
+}
+
+/// The node restriction of one pool as a term, or `None` when the pool serves every node.
+pub fn pool_term(pool: &Pool) -> Option<NodeSelectorTerm> {
+    if !pool.is_node_bound() {
+        return None;
+    }
+    let mut term = NodeSelectorTerm::default();
+    if !pool.node_name.is_empty() {
+        term.match_fields.push(NodeSelectorRequirement {
+            key: FIELD_NODE_NAME.to_string(),
+            operator: "In".to_string(),
+            values: pool.node_name.clone(),
+        });
+    }
+    if let Some(sel) = &pool.node_affinity {
+        term.match_expressions = from_label_selector(sel);
+    }
+    Some(term)
+}
+
+/// The union of several pools' restrictions: `None` when one of them serves every node (no
+/// constraint is needed), else one term per distinct restriction.
+pub fn union_of<'a, I: IntoIterator<Item = &'a Pool>>(pools: I) -> Option<Vec<NodeSelectorTerm>> {
+    let mut terms: Vec<NodeSelectorTerm> = Vec::new();
+    for p in pools {
+        let t = pool_term(p)?;
+        if !terms.contains(&t) {
+            terms.push(t);
+        }
+    }
+    Some(terms)
+}
+
+/// `(a1 or a2 ...) and (b1 or b2 ...)` as one list of ORed terms: every pair merged.
+/// An empty side means "no constraint" and returns the other side.
+pub fn intersect(a: &[NodeSelectorTerm], b: &[NodeSelectorTerm]) -> Vec<NodeSelectorTerm> {
+    if a.is_empty() {
+        return b.to_vec();
+    }
+    if b.is_empty() {
+        return a.to_vec();
+    }
+    let mut out: Vec<NodeSelectorTerm> = Vec::new();
+    for x in a {
+        for y in b {
+            let mut t = x.clone();
+            for r in &y.match_expressions {
+                if !t.match_expressions.contains(r) {
+                    t.match_expressions.push(r.clone());
+                }
+            }
+            for r in &y.match_fields {
+                if !t.match_fields.contains(r) {
+                    t.match_fields.push(r.clone());
+                }
+            }
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+/// The node a DaemonSet Pod is pinned to: every term requires `metadata.name In [node]` with
+/// the same single node (what the DaemonSet controller writes).
+pub fn pinned_node(terms: &[NodeSelectorTerm]) -> Option<String> {
+    let mut node: Option<&str> = None;
+    for t in terms {
+        let pin = t
+            .match_fields
+            .iter()
+            .find(|r| r.key == FIELD_NODE_NAME && r.operator == "In" && r.values.len() == 1)?;
+        match node {
+            None => node = Some(&pin.values[0]),
+            Some(n) if n == pin.values[0] => {}
+            Some(_) => return None,
+        }
+    }
+    node.map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::ranges::IpSet;
+    use crate::selector::LabelSelectorRequirement;
+    use std::collections::BTreeMap;
+
+    fn zone(name: &str, z: &str) -> Pool {
+        let mut p = Pool::new(name, "10.0.0.0/8".parse().unwrap(), IpSet::new());
+        p.node_affinity = Some(LabelSelector {
+            match_labels: BTreeMap::new(),
+            match_expressions: vec![LabelSelectorRequirement {
+                key: "node-subnet".to_string(),
+                operator: "In".to_string(),
+                values: vec![z.to_string()],
+            }],
+        });
+        p
+    }
+
+    #[test]
+    fn union_of_zone_pools_is_one_term_per_zone() {
+        let p6 = zone("p6", "subnet-6");
+        let p7 = zone("p7", "subnet-7");
+        let u = union_of([&p6, &p7]).unwrap();
+        assert_eq!(u.len(), 2);
+        assert_eq!(
+            serde_json::to_string(&u[0]).unwrap(),
+            r#"{"matchExpressions":[{"key":"node-subnet","operator":"In","values":["subnet-6"]}]}"#
+        );
+        let free = Pool::new("any", "10.0.0.0/8".parse().unwrap(), IpSet::new());
+        assert_eq!(union_of([&p6, &free]), None);
+    }
+
+    #[test]
+    fn node_name_becomes_match_fields() {
+        let mut p = Pool::new("n", "10.0.0.0/8".parse().unwrap(), IpSet::new());
+        p.node_name = vec!["a".to_string(), "b".to_string()];
+        let t = pool_term(&p).unwrap();
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"matchFields":[{"key":"metadata.name","operator":"In","values":["a","b"]}]}"#
+        );
+    }
+
+    #[test]
+    fn intersection_distributes_over_the_terms() {
+        let a = union_of([&zone("p6", "subnet-6"), &zone("p7", "subnet-7")]).unwrap();
+        let user = vec![NodeSelectorTerm {
+            match_expressions: vec![NodeSelectorRequirement {
+                key: "disk".to_string(),
+                operator: "In".to_string(),
+                values: vec!["ssd".to_string()],
+            }],
+            match_fields: vec![],
+        }];
+        let both = intersect(&a, &user);
+        assert_eq!(both.len(), 2);
+        assert!(both.iter().all(|t| t.match_expressions.len() == 2));
+        assert_eq!(intersect(&[], &user), user);
+    }
+
+    #[test]
+    fn daemonset_pods_are_pinned() {
+        let pin = |n: &str| NodeSelectorTerm {
+            match_expressions: vec![],
+            match_fields: vec![NodeSelectorRequirement {
+                key: FIELD_NODE_NAME.to_string(),
+                operator: "In".to_string(),
+                values: vec![n.to_string()],
+            }],
+        };
+        assert_eq!(
+            pinned_node(&[pin("worker-node-1")]),
+            Some("worker-node-1".to_string())
+        );
+        assert_eq!(pinned_node(&[pin("a"), pin("b")]), None);
+        assert_eq!(pinned_node(&[]), None);
+    }
+}
