@@ -104,8 +104,8 @@ pub struct SpiderIPClaimSpec {
     pub pod_uid: Option<String>,
 
     /// Opaque reservation id: the webhook writes the same id into the Pod's annotation, so that a
-    /// Pod made from `generateName` can be matched to its claims later. Immutable.
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "reservation is immutable"}]))]
+    /// Pod made from `generateName` can be matched to its claims later. Changes when a
+    /// StatefulSet Pod of the same name takes its address back under a new reservation.
     pub reservation: String,
 
     /// The Pod's top controller (for StatefulSet fixed IPs and SpiderSubnet auto-pools); absent

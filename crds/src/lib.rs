@@ -18,6 +18,7 @@ pub mod common;
 pub mod convert;
 pub mod endpoint;
 pub mod ippool;
+pub mod record;
 pub mod render;
 pub mod reservedip;
 pub mod subnet;
