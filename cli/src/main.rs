@@ -1,6 +1,7 @@
 //! `aipamctl`: the command-line tool for cluster admins and GitOps pipelines.
 
 mod manifests;
+mod plan;
 mod validate;
 
 use std::io::Write;
@@ -43,6 +44,31 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Show which pool and address every Pod of the given manifests would get at admission,
+    /// or why it would be refused, without a cluster: pools, namespaces, nodes, the
+    /// spiderpool-conf ConfigMap, NetworkAttachmentDefinitions and workloads (Pods,
+    /// Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs), in manifest order.
+    ///
+    /// Without paths, plans the sample manifests compiled into the tool (config/samples).
+    Plan {
+        /// Files or directories (searched recursively for .yaml, .yml and .json).
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+fn load(paths: &[PathBuf]) -> Result<(Vec<manifests::Document>, String)> {
+    if paths.is_empty() {
+        Ok((
+            manifests::load_embedded()?,
+            "the embedded sample manifests (config/samples)".to_string(),
+        ))
+    } else {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        Ok((manifests::load_paths(paths)?, names.join(", ")))
+    }
 }
 
 fn main() -> ExitCode {
@@ -59,15 +85,7 @@ fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { paths, output } => {
-            let (docs, source) = if paths.is_empty() {
-                (
-                    manifests::load_embedded()?,
-                    "the embedded sample manifests (config/samples)".to_string(),
-                )
-            } else {
-                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                (manifests::load_paths(&paths)?, names.join(", "))
-            };
+            let (docs, source) = load(&paths)?;
             let report = validate::validate(&docs);
             let mut out = std::io::stdout().lock();
             match output {
@@ -82,6 +100,22 @@ fn run() -> Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Plan { paths, output } => {
+            let (docs, source) = load(&paths)?;
+            let plan = plan::plan(&docs);
+            let mut out = std::io::stdout().lock();
+            match output {
+                Output::Json => {
+                    serde_json::to_writer_pretty(&mut out, &plan)?;
+                    writeln!(out)?;
+                }
+                Output::Text => {
+                    writeln!(out, "Planning {source}\n")?;
+                    write!(out, "{}", plan::render(&plan))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
