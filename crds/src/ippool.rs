@@ -59,8 +59,7 @@ use crate::common::{ip_version_u8, Route};
         name = "DISABLE",
         type_ = "boolean",
         description = "disable",
-        json_path = ".spec.disable",
-        priority = "10"
+        json_path = ".spec.disable"
     ),
     printcolumn(
         name = "NodeName",

@@ -232,7 +232,9 @@ fn columns_are_spiderpools() {
             ("ALLOCATED-IP-COUNT", ".status.allocatedIPCount", 0),
             ("TOTAL-IP-COUNT", ".status.totalIPCount", 0),
             ("DEFAULT", ".spec.default", 0),
-            ("DISABLE", ".spec.disable", 10),
+            // Spiderpool's current chart hides DISABLE (priority 10); the documents our users read
+            // (and `kubectl get spiderippool` in them) show it, so it is a default column here.
+            ("DISABLE", ".spec.disable", 0),
             ("NodeName", ".spec.nodeName", 10),
             ("MultusName", ".spec.multusName", 10),
             (
