@@ -117,6 +117,24 @@ pub fn parse_text(file: &str, text: &str) -> Result<Vec<Document>> {
     Ok(out)
 }
 
+/// A JSON object of strings (labels, annotations, ConfigMap data) as a map; non-string values
+/// are kept in their JSON text, absent or non-object values give an empty map.
+pub fn string_map(v: Option<&serde_json::Value>) -> std::collections::BTreeMap<String, String> {
+    v.and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let s = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), s)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn is_manifest(path: &Path) -> bool {
     matches!(
         path.extension().and_then(|e| e.to_str()),

@@ -22,7 +22,7 @@ use aipam_crds::{SpiderIPPool, SpiderReservedIP, SpiderSubnet};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::manifests::Document;
+use crate::manifests::{string_map, Document};
 
 /// One address of one interface.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -91,22 +91,6 @@ pub struct Plan {
     pub skipped: Vec<String>,
 }
 
-fn str_map(v: Option<&Value>) -> BTreeMap<String, String> {
-    v.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    let s = match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (k.clone(), s)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 struct World {
     config: IpamConfig,
     catalog: Catalog,
@@ -172,8 +156,8 @@ fn load_world(docs: &[Document]) -> World {
                     name.clone(),
                     namespace_info(
                         &name,
-                        str_map(v.pointer("/metadata/labels")),
-                        str_map(v.pointer("/metadata/annotations")),
+                        string_map(v.pointer("/metadata/labels")),
+                        string_map(v.pointer("/metadata/annotations")),
                     ),
                 );
                 Ok(())
@@ -181,12 +165,12 @@ fn load_world(docs: &[Document]) -> World {
             "Node" => {
                 w.nodes.push(NodeInfo {
                     name: name.clone(),
-                    labels: str_map(v.pointer("/metadata/labels")),
+                    labels: string_map(v.pointer("/metadata/labels")),
                 });
                 Ok(())
             }
             "ConfigMap" if name == CONFIGMAP_NAME => {
-                IpamConfig::from_configmap_data(&str_map(v.get("data")))
+                IpamConfig::from_configmap_data(&string_map(v.get("data")))
                     .map(|c| w.config = c)
                     .map_err(|e| e.to_string())
             }
@@ -255,7 +239,7 @@ fn workloads(docs: &[Document], nodes: &[NodeInfo]) -> Vec<Workload> {
         let (pods, replicas): (Vec<(String, Option<String>)>, Option<u64>) = match kind.as_str() {
             "Pod" => (vec![(name.clone(), fixed_node.clone())], None),
             "DaemonSet" => {
-                let selector = str_map(template.pointer("/spec/nodeSelector"));
+                let selector = string_map(template.pointer("/spec/nodeSelector"));
                 let list: Vec<(String, Option<String>)> = nodes
                     .iter()
                     .filter(|n| selector.iter().all(|(k, val)| n.labels.get(k) == Some(val)))
@@ -321,8 +305,8 @@ pub fn plan(docs: &[Document]) -> Plan {
             .entry(wl.namespace.clone())
             .or_insert_with(|| namespace_info(&wl.namespace, BTreeMap::new(), BTreeMap::new()))
             .clone();
-        let labels = str_map(wl.template.pointer("/metadata/labels"));
-        let annotations = str_map(wl.template.pointer("/metadata/annotations"));
+        let labels = string_map(wl.template.pointer("/metadata/labels"));
+        let annotations = string_map(wl.template.pointer("/metadata/annotations"));
         let owner = (wl.kind != "Pod").then(|| Owner {
             api_version: String::new(),
             kind: wl.kind.clone(),

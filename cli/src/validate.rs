@@ -15,7 +15,7 @@ use aipam_crds::{SpiderIPPool, SpiderReservedIP, SpiderSubnet};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::manifests::Document;
+use crate::manifests::{string_map, Document};
 
 const GROUP: &str = "spiderpool.spidernet.io";
 
@@ -145,35 +145,7 @@ fn pod_template_annotations(doc: &Document) -> Option<BTreeMap<String, String>> 
         "CronJob" => "/spec/jobTemplate/spec/template/metadata/annotations",
         _ => return None,
     };
-    let map = doc
-        .value
-        .pointer(pointer)
-        .and_then(|a| serde_json::from_value::<BTreeMap<String, String>>(a.clone()).ok())
-        .unwrap_or_default();
-    Some(map)
-}
-
-fn annotations_of(doc: &Document) -> BTreeMap<String, String> {
-    doc.value
-        .pointer("/metadata/annotations")
-        .and_then(|a| serde_json::from_value(a.clone()).ok())
-        .unwrap_or_default()
-}
-
-fn string_map(v: Option<&serde_json::Value>) -> BTreeMap<String, String> {
-    v.and_then(|a| a.as_object())
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    let s = match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (k.clone(), s)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    Some(string_map(doc.value.pointer(pointer)))
 }
 
 /// Pools referenced by a workload's or namespace's annotations.
@@ -268,7 +240,7 @@ pub fn validate(docs: &[Document]) -> Report {
                     .push(format!("kind {other} is not checked offline"));
             }
             ("v1", "Namespace") => {
-                let annos = annotations_of(doc);
+                let annos = string_map(doc.value.pointer("/metadata/annotations"));
                 match namespace_defaults(&annos) {
                     Ok(d) => {
                         f.summary = match (&d.ipv4, &d.ipv6) {
