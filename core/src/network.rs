@@ -100,6 +100,72 @@ pub fn network_ipam(name: &str, config: &str) -> Result<NetworkIpam, NetworkErro
     Ok(NetworkIpam::default())
 }
 
+/// A network a Pod's Multus annotations ask for, before its NetworkAttachmentDefinition is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestedNetwork {
+    /// The interface it will be (`eth0` for the default network, else `netN` or the one asked).
+    pub interface: String,
+    /// The NetworkAttachmentDefinition's namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The annotation that named it.
+    pub key: &'static str,
+}
+
+impl RequestedNetwork {
+    /// `namespace/name`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The networks a Pod's Multus annotations name, in interface order: the default network on
+/// `eth0` first (`None` when the Pod names none and keeps the cluster network there), then the
+/// additional networks. Callers read each NetworkAttachmentDefinition (synchronously or not)
+/// and pass its config to [`network_ipam`].
+pub fn requested_networks(
+    pod_namespace: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Result<(Option<RequestedNetwork>, Vec<RequestedNetwork>), NetworkError> {
+    let default = match annotations.get(MULTUS_DEFAULT_NETWORK) {
+        Some(value) => {
+            let sel = parse_multus_default_network(value)?;
+            Some(RequestedNetwork {
+                interface: "eth0".to_string(),
+                namespace: sel
+                    .namespace
+                    .unwrap_or_else(|| MULTUS_NAMESPACE.to_string()),
+                name: sel.name,
+                key: MULTUS_DEFAULT_NETWORK,
+            })
+        }
+        None => None,
+    };
+    let mut extra = Vec::new();
+    if let Some(value) = annotations.get(MULTUS_NETWORKS) {
+        for (i, sel) in parse_multus_networks(value)?.into_iter().enumerate() {
+            extra.push(RequestedNetwork {
+                interface: sel.interface.unwrap_or_else(|| format!("net{}", i + 1)),
+                namespace: sel.namespace.unwrap_or_else(|| pod_namespace.to_string()),
+                name: sel.name,
+                key: MULTUS_NETWORKS,
+            });
+        }
+    }
+    Ok((default, extra))
+}
+
+/// The interface request for a network whose configuration uses this IPAM, else `None`.
+pub fn interface_for(net: &RequestedNetwork, ipam: NetworkIpam) -> Option<InterfaceRequest> {
+    ipam.uses_spiderpool.then(|| InterfaceRequest {
+        name: net.interface.clone(),
+        network: Some(net.full_name()),
+        cni_default_ipv4: ipam.default_ipv4,
+        cni_default_ipv6: ipam.default_ipv6,
+    })
+}
+
 /// The interfaces of a Pod served by this IPAM, primary first.
 ///
 /// `primary_served`: whether the cluster's own network on `eth0` uses this IPAM (when the Pod
@@ -114,44 +180,16 @@ pub fn pod_interfaces<F>(
 where
     F: Fn(&str, &str) -> Option<String>,
 {
+    let (default, extra) = requested_networks(pod_namespace, annotations)?;
     let mut out = Vec::new();
-    let read = |ns: &str, name: &str| -> Result<NetworkIpam, NetworkError> {
-        let full = format!("{ns}/{name}");
-        let config = lookup(ns, name).ok_or_else(|| NetworkError::Missing(full.clone()))?;
-        network_ipam(&full, &config)
-    };
-    match annotations.get(MULTUS_DEFAULT_NETWORK) {
-        Some(value) => {
-            let sel = parse_multus_default_network(value)?;
-            let ns = sel.namespace.as_deref().unwrap_or(MULTUS_NAMESPACE);
-            let ipam = read(ns, &sel.name)?;
-            if ipam.uses_spiderpool {
-                out.push(InterfaceRequest {
-                    name: "eth0".to_string(),
-                    network: Some(format!("{ns}/{}", sel.name)),
-                    cni_default_ipv4: ipam.default_ipv4,
-                    cni_default_ipv6: ipam.default_ipv6,
-                });
-            }
-        }
-        None => {
-            if primary_served {
-                out.push(InterfaceRequest::eth0());
-            }
-        }
+    if default.is_none() && primary_served {
+        out.push(InterfaceRequest::eth0());
     }
-    if let Some(value) = annotations.get(MULTUS_NETWORKS) {
-        for (i, sel) in parse_multus_networks(value)?.into_iter().enumerate() {
-            let ns = sel.namespace.as_deref().unwrap_or(pod_namespace);
-            let ipam = read(ns, &sel.name)?;
-            if ipam.uses_spiderpool {
-                out.push(InterfaceRequest {
-                    name: sel.interface.unwrap_or_else(|| format!("net{}", i + 1)),
-                    network: Some(format!("{ns}/{}", sel.name)),
-                    cni_default_ipv4: ipam.default_ipv4,
-                    cni_default_ipv6: ipam.default_ipv6,
-                });
-            }
+    for net in default.iter().chain(extra.iter()) {
+        let config = lookup(&net.namespace, &net.name)
+            .ok_or_else(|| NetworkError::Missing(net.full_name()))?;
+        if let Some(i) = interface_for(net, network_ipam(&net.full_name(), &config)?) {
+            out.push(i);
         }
     }
     Ok(out)
