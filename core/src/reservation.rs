@@ -193,10 +193,12 @@ impl Reservation {
             ));
         }
         let mut out = Vec::new();
-        for i in &self.interfaces {
+        for (index, i) in self.interfaces.iter().enumerate() {
+            // Only the primary interface carries the default route unless the Pod's
+            // annotation says otherwise: two default routes make the second ADD fail.
             let mut d = IpDetail {
                 interface: i.interface.clone(),
-                clean_gateway: i.clean_gateway,
+                clean_gateway: Some(i.clean_gateway.unwrap_or(index > 0)),
                 ..IpDetail::default()
             };
             for a in i.ipv4.iter().chain(i.ipv6.iter()) {
@@ -256,7 +258,8 @@ pub struct IpDetail {
     pub ipv6: Option<FamilyDetail>,
     /// VLAN of the pools.
     pub vlan: Option<i64>,
-    /// `cleanGateway`.
+    /// `cleanGateway`: the annotation's value, else `false` on the first interface and `true`
+    /// on the others (one default route per Pod).
     pub clean_gateway: Option<bool>,
     /// Routes of the pools and of the Pod's annotation.
     pub routes: Vec<Route>,
