@@ -147,6 +147,51 @@ pub fn pinned_node(terms: &[NodeSelectorTerm]) -> Option<String> {
     node.map(str::to_string)
 }
 
+/// Whether one term admits `node` (Kubernetes' semantics: every requirement holds; `Gt`/`Lt`
+/// compare integers; `matchFields` knows `metadata.name`).
+pub fn term_matches(term: &NodeSelectorTerm, node: &crate::model::NodeInfo) -> bool {
+    let label_ok = |r: &NodeSelectorRequirement| {
+        let v = node.labels.get(&r.key);
+        match r.operator.as_str() {
+            "In" => v.is_some_and(|v| r.values.contains(v)),
+            "NotIn" => v.is_none_or(|v| !r.values.contains(v)),
+            "Exists" => v.is_some(),
+            "DoesNotExist" => v.is_none(),
+            "Gt" | "Lt" => {
+                let (Some(have), Some(want)) = (
+                    v.and_then(|v| v.parse::<i64>().ok()),
+                    r.values.first().and_then(|w| w.parse::<i64>().ok()),
+                ) else {
+                    return false;
+                };
+                if r.operator == "Gt" {
+                    have > want
+                } else {
+                    have < want
+                }
+            }
+            _ => false,
+        }
+    };
+    let field_ok = |r: &NodeSelectorRequirement| {
+        r.key == FIELD_NODE_NAME
+            && match r.operator.as_str() {
+                "In" => r.values.contains(&node.name),
+                "NotIn" => !r.values.contains(&node.name),
+                _ => false,
+            }
+    };
+    // An empty term matches nothing, as in Kubernetes.
+    (!term.match_expressions.is_empty() || !term.match_fields.is_empty())
+        && term.match_expressions.iter().all(label_ok)
+        && term.match_fields.iter().all(field_ok)
+}
+
+/// Whether a required node affinity (ORed terms) admits `node`; no terms admit every node.
+pub fn terms_match(terms: &[NodeSelectorTerm], node: &crate::model::NodeInfo) -> bool {
+    terms.is_empty() || terms.iter().any(|t| term_matches(t, node))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -208,6 +253,33 @@ mod tests {
         assert_eq!(both.len(), 2);
         assert!(both.iter().all(|t| t.match_expressions.len() == 2));
         assert_eq!(intersect(&[], &user), user);
+    }
+
+    #[test]
+    fn terms_admit_the_nodes_of_their_zones_only() {
+        let u = union_of([&zone("p6", "subnet-6"), &zone("p7", "subnet-7")]).unwrap();
+        let node = |name: &str, z: &str| crate::model::NodeInfo {
+            name: name.to_string(),
+            labels: [("node-subnet".to_string(), z.to_string())].into(),
+        };
+        assert!(terms_match(&u, &node("a", "subnet-6")));
+        assert!(terms_match(&u, &node("b", "subnet-7")));
+        assert!(!terms_match(&u, &node("c", "subnet-8")));
+        assert!(terms_match(&[], &node("c", "subnet-8")));
+        assert!(!term_matches(
+            &NodeSelectorTerm::default(),
+            &node("a", "subnet-6")
+        ));
+        let pinned = NodeSelectorTerm {
+            match_expressions: vec![],
+            match_fields: vec![NodeSelectorRequirement {
+                key: FIELD_NODE_NAME.to_string(),
+                operator: "In".to_string(),
+                values: vec!["b".to_string()],
+            }],
+        };
+        assert!(term_matches(&pinned, &node("b", "x")));
+        assert!(!term_matches(&pinned, &node("a", "x")));
     }
 
     #[test]
