@@ -1,0 +1,525 @@
+//! Admission webhooks as kube-apiserver calls them: mutating first (with reinvocation), then
+//! validating; rules, namespaceSelector, objectSelector, failurePolicy, timeoutSeconds,
+//! sideEffects on dry run, TLS checked against the configuration's caBundle, AdmissionReview v1.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::resources::ResourceDef;
+use crate::rest::State;
+use crate::selector::LabelSelector;
+use crate::store::{key, meta_str};
+
+/// Admission operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// CREATE
+    Create,
+    /// UPDATE
+    Update,
+    /// DELETE
+    Delete,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+        }
+    }
+    fn options_kind(self) -> &'static str {
+        match self {
+            Self::Create => "CreateOptions",
+            Self::Update => "UpdateOptions",
+            Self::Delete => "DeleteOptions",
+        }
+    }
+}
+
+/// One admission call: what is being written.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmissionCall<'a> {
+    /// Operation.
+    pub op: Operation,
+    /// Resource.
+    pub def: &'a ResourceDef,
+    /// Subresource (`status`, `binding`), if any.
+    pub sub: Option<&'a str>,
+    /// Namespace of the request ("" for cluster-scoped).
+    pub ns: &'a str,
+    /// Name ("" on CREATE with generateName).
+    pub name: &'a str,
+    /// New object (None on DELETE).
+    pub object: Option<&'a Value>,
+    /// Old object (UPDATE, DELETE).
+    pub old: Option<&'a Value>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
+/// Admission settings: where Service references point to in tests.
+#[derive(Debug, Default)]
+pub struct Admission {
+    services: Mutex<HashMap<(String, String), SocketAddr>>,
+    /// Log of webhook calls (webhook name, operation, dryRun), for tests.
+    calls: Mutex<Vec<(String, String, bool)>>,
+}
+
+impl Admission {
+    /// Maps a webhook `clientConfig.service` (namespace, name) to a loopback address.
+    pub fn set_service(&self, namespace: &str, name: &str, addr: SocketAddr) {
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((namespace.to_string(), name.to_string()), addr);
+    }
+
+    fn service(&self, namespace: &str, name: &str) -> Option<SocketAddr> {
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
+    }
+
+    /// The webhook calls made so far: (webhook name, operation, dryRun).
+    pub fn calls(&self) -> Vec<(String, String, bool)> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn webhooks(st: &State, plural: &str) -> Vec<Value> {
+        let s = st.lock();
+        let mut out = Vec::new();
+        for cfg in s.list("admissionregistration.k8s.io", plural, None) {
+            if let Some(whs) = cfg.get("webhooks").and_then(Value::as_array) {
+                out.extend(whs.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// Runs the mutating webhooks; returns the (possibly patched) object.
+    pub async fn mutate(&self, st: &Arc<State>, call: AdmissionCall<'_>) -> ApiResult<Value> {
+        let mut obj = call.object.cloned().unwrap_or(Value::Null);
+        let hooks = Self::webhooks(st, "mutatingwebhookconfigurations");
+        if hooks.is_empty() {
+            return Ok(obj);
+        }
+        // (index, object as it was after this webhook ran)
+        let mut invoked: Vec<(usize, Value)> = Vec::new();
+        for (i, wh) in hooks.iter().enumerate() {
+            let c = AdmissionCall {
+                object: call.object.map(|_| &obj),
+                ..call
+            };
+            if !matches(st, wh, &c)? {
+                continue;
+            }
+            if let Some(new) = self.invoke(wh, &c, true).await? {
+                obj = new;
+            }
+            invoked.push((i, obj.clone()));
+        }
+        // reinvocationPolicy IfNeeded: called once more if a later webhook changed the object.
+        let snapshot = invoked.clone();
+        for (i, after) in snapshot {
+            let wh = &hooks[i];
+            if wh.get("reinvocationPolicy").and_then(Value::as_str) != Some("IfNeeded")
+                || after == obj
+            {
+                continue;
+            }
+            let c = AdmissionCall {
+                object: call.object.map(|_| &obj),
+                ..call
+            };
+            if let Some(new) = self.invoke(wh, &c, true).await? {
+                obj = new;
+            }
+        }
+        Ok(obj)
+    }
+
+    /// Runs the validating webhooks.
+    pub async fn validate(&self, st: &Arc<State>, call: AdmissionCall<'_>) -> ApiResult<()> {
+        for wh in Self::webhooks(st, "validatingwebhookconfigurations") {
+            if matches(st, &wh, &call)? {
+                self.invoke(&wh, &call, false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls one webhook, applying failurePolicy. Returns the patched object for mutating webhooks.
+    async fn invoke(
+        &self,
+        wh: &Value,
+        call: &AdmissionCall<'_>,
+        mutating: bool,
+    ) -> ApiResult<Option<Value>> {
+        let name = wh
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if call.dry_run {
+            let se = wh
+                .get("sideEffects")
+                .and_then(Value::as_str)
+                .unwrap_or("Unknown");
+            if se != "None" && se != "NoneOnDryRun" {
+                return Err(ApiError::bad_request(format!(
+                    "admission webhook \"{name}\" does not support dry run"
+                )));
+            }
+        }
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((
+            name.clone(),
+            call.op.as_str().to_string(),
+            call.dry_run,
+        ));
+        let uid = crate::store::new_uid();
+        let review = review(call, &uid);
+        let timeout = Duration::from_secs(
+            wh.get("timeoutSeconds")
+                .and_then(Value::as_u64)
+                .unwrap_or(10)
+                .clamp(1, 30),
+        );
+        let result = tokio::time::timeout(timeout, self.post(wh, &review, timeout.as_secs())).await;
+        let resp = match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return self.failure(wh, &name, &e),
+            Err(_) => return self.failure(wh, &name, "context deadline exceeded"),
+        };
+        let Some(r) = resp.get("response") else {
+            return self.failure(wh, &name, "response was absent");
+        };
+        if r.get("uid").and_then(Value::as_str) != Some(uid.as_str()) {
+            return self.failure(
+                wh,
+                &name,
+                &format!("expected response.uid=\"{uid}\", got {:?}", r.get("uid")),
+            );
+        }
+        if !r.get("allowed").and_then(Value::as_bool).unwrap_or(false) {
+            let status = r.get("status").cloned().unwrap_or(json!({}));
+            let mut code = status.get("code").and_then(Value::as_u64).unwrap_or(0) as u16;
+            if code < 400 {
+                code = 403;
+            }
+            let denied = format!("admission webhook \"{name}\" denied the request");
+            let msg = status
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let reason = status
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let message = if !msg.is_empty() {
+                format!("{denied}: {msg}")
+            } else if !reason.is_empty() {
+                format!("{denied}: {reason}")
+            } else {
+                format!("{denied} without explanation")
+            };
+            let mut e = ApiError::new(code, reason, message);
+            e.details = status.get("details").cloned();
+            return Err(e);
+        }
+        if !mutating {
+            return Ok(None);
+        }
+        let Some(p) = r.get("patch").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        if let Some(pt) = r.get("patchType").and_then(Value::as_str) {
+            if pt != "JSONPatch" {
+                return self.failure(wh, &name, &format!("unsupported patch type {pt:?}"));
+            }
+        }
+        let bytes = match base64::engine::general_purpose::STANDARD.decode(p) {
+            Ok(b) => b,
+            Err(e) => return self.failure(wh, &name, &format!("patch is not base64: {e}")),
+        };
+        let obj = call.object.cloned().unwrap_or(Value::Null);
+        match crate::patch::apply_json_patch(&obj, &bytes) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => Err(ApiError::internal(format!(
+                "Internal error occurred: failed to apply the patch of admission webhook \"{name}\": {}",
+                e.message
+            ))),
+        }
+    }
+
+    fn failure(&self, wh: &Value, name: &str, why: &str) -> ApiResult<Option<Value>> {
+        if wh.get("failurePolicy").and_then(Value::as_str) == Some("Ignore") {
+            tracing::warn!(
+                webhook = name,
+                error = why,
+                "webhook call failed, ignored by failurePolicy"
+            );
+            return Ok(None);
+        }
+        Err(ApiError::internal(format!(
+            "Internal error occurred: failed calling webhook \"{name}\": failed to call webhook: {why}"
+        )))
+    }
+
+    async fn post(&self, wh: &Value, review: &Value, timeout_secs: u64) -> Result<Value, String> {
+        let cc = wh.get("clientConfig").cloned().unwrap_or(json!({}));
+        let (addr, host, path, url_text) = if let Some(url) = cc.get("url").and_then(Value::as_str)
+        {
+            let rest = url
+                .strip_prefix("https://")
+                .ok_or_else(|| format!("webhook URL must use https: {url}"))?;
+            let (hostport, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            let (host, port) = split_host_port(hostport);
+            let addr = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| format!("Post \"{url}\": dial tcp: lookup {host}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("Post \"{url}\": no address for {host}"))?;
+            (addr, host, path.to_string(), url.to_string())
+        } else if let Some(svc) = cc.get("service") {
+            let ns = svc
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let n = svc.get("name").and_then(Value::as_str).unwrap_or_default();
+            let path = svc
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or("/")
+                .to_string();
+            let port = svc.get("port").and_then(Value::as_u64).unwrap_or(443);
+            let host = format!("{n}.{ns}.svc");
+            let url = format!("https://{host}:{port}{path}");
+            let addr = self.service(ns, n).ok_or_else(|| {
+                format!(
+                    "Post \"{url}\": service \"{ns}/{n}\" has no endpoint mapped in the stand-in"
+                )
+            })?;
+            (addr, host, path, url)
+        } else {
+            return Err("webhook has neither url nor service".into());
+        };
+        let url_text = format!(
+            "{url_text}{}timeout={timeout_secs}s",
+            if url_text.contains('?') { '&' } else { '?' }
+        );
+        let ca = cc
+            .get("caBundle")
+            .and_then(Value::as_str)
+            .map(|b| base64::engine::general_purpose::STANDARD.decode(b))
+            .transpose()
+            .map_err(|e| format!("invalid caBundle: {e}"))?
+            .unwrap_or_default();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut ca.as_slice()).flatten() {
+            let _ = roots.add(cert);
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+        let server_name =
+            rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("Post \"{url_text}\": dial tcp {addr}: {e}"))?;
+        let tls = connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("Post \"{url_text}\": tls: {e}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("Post \"{url_text}\": {e}"))?;
+        tokio::spawn(conn);
+        // kube-apiserver appends the timeout to the webhook URL.
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let path = format!("{path}{sep}timeout={timeout_secs}s");
+        let req = http::Request::post(path)
+            .header("host", host)
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .body(Full::new(bytes::Bytes::from(review.to_string())))
+            .map_err(|e| e.to_string())?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("Post \"{url_text}\": {e}"))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "Post \"{url_text}\": server responded {status}: {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| format!("failed to decode the AdmissionReview: {e}"))
+    }
+}
+
+fn split_host_port(hp: &str) -> (String, u16) {
+    if let Some(rest) = hp.strip_prefix('[') {
+        if let Some((h, p)) = rest.split_once(']') {
+            return (
+                h.to_string(),
+                p.trim_start_matches(':').parse().unwrap_or(443),
+            );
+        }
+    }
+    match hp.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(443)),
+        None => (hp.to_string(), 443),
+    }
+}
+
+fn review(call: &AdmissionCall<'_>, uid: &str) -> Value {
+    let def = call.def;
+    let (kind, kgroup, kversion) = if call.sub == Some("binding") {
+        ("Binding", "", "v1")
+    } else {
+        (def.kind.as_str(), def.group.as_str(), def.version.as_str())
+    };
+    let mut req = json!({
+        "uid": uid,
+        "kind": {"group": kgroup, "version": kversion, "kind": kind},
+        "resource": {"group": def.group, "version": def.version, "resource": def.plural},
+        "requestKind": {"group": kgroup, "version": kversion, "kind": kind},
+        "requestResource": {"group": def.group, "version": def.version, "resource": def.plural},
+        "operation": call.op.as_str(),
+        "userInfo": {"username": "system:admin", "groups": ["system:masters", "system:authenticated"]},
+        "object": call.object.cloned().unwrap_or(Value::Null),
+        "oldObject": call.old.cloned().unwrap_or(Value::Null),
+        "dryRun": call.dry_run,
+        "options": {"apiVersion": "meta.k8s.io/v1", "kind": call.op.options_kind()},
+    });
+    if !call.name.is_empty() {
+        req["name"] = json!(call.name);
+    }
+    if def.namespaced {
+        req["namespace"] = json!(call.ns);
+    }
+    if let Some(s) = call.sub {
+        req["subResource"] = json!(s);
+        req["requestSubResource"] = json!(s);
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})
+}
+
+fn str_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn rule_matches(rule: &Value, call: &AdmissionCall<'_>) -> bool {
+    let def = call.def;
+    let any = |list: &[String], v: &str| list.iter().any(|x| x == "*" || x == v);
+    if !any(&str_list(rule.get("operations")), call.op.as_str()) {
+        return false;
+    }
+    if !any(&str_list(rule.get("apiGroups")), &def.group)
+        || !any(&str_list(rule.get("apiVersions")), &def.version)
+    {
+        return false;
+    }
+    match rule.get("scope").and_then(Value::as_str).unwrap_or("*") {
+        "Cluster" if def.namespaced => return false,
+        "Namespaced" if !def.namespaced => return false,
+        _ => {}
+    }
+    str_list(rule.get("resources")).iter().any(|r| {
+        let (res, sub) = match r.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (r.as_str(), None),
+        };
+        let res_ok = res == "*" || res == def.plural;
+        let sub_ok = match (sub, call.sub) {
+            (None, None) => true,
+            (None, Some(_)) => false,
+            (Some("*"), _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => a == b,
+        };
+        res_ok && sub_ok
+    })
+}
+
+/// Whether a webhook applies to a call: rules, namespaceSelector, objectSelector.
+fn matches(st: &State, wh: &Value, call: &AdmissionCall<'_>) -> ApiResult<bool> {
+    // As in kube-apiserver, webhooks are never called for webhook configurations themselves.
+    if call.def.group == "admissionregistration.k8s.io" {
+        return Ok(false);
+    }
+    let rules = wh
+        .get("rules")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !rules.iter().any(|r| rule_matches(r, call)) {
+        return Ok(false);
+    }
+    if let Some(sel) = wh.get("namespaceSelector") {
+        let sel = LabelSelector::from_object(sel)?;
+        if !sel.is_empty() {
+            let ns_obj = if call.def.group.is_empty() && call.def.plural == "namespaces" {
+                call.object.or(call.old).cloned()
+            } else if call.def.namespaced {
+                st.lock().get(&key("", "namespaces", "", call.ns)).cloned()
+            } else {
+                None
+            };
+            if let Some(ns_obj) = ns_obj {
+                if !sel.matches(&ns_obj) {
+                    return Ok(false);
+                }
+            } else if call.def.namespaced {
+                return Ok(false);
+            }
+        }
+    }
+    if let Some(sel) = wh.get("objectSelector") {
+        let sel = LabelSelector::from_object(sel)?;
+        if !sel.is_empty() {
+            let hit = [call.object, call.old]
+                .into_iter()
+                .flatten()
+                .any(|o| sel.matches(o));
+            if !hit {
+                return Ok(false);
+            }
+        }
+    }
+    let _ = meta_str;
+    Ok(true)
+}
