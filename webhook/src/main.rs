@@ -1,0 +1,158 @@
+//! `aipam-webhook`: the admission webhook server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aipam_webhook::network::InterfaceOptions;
+use aipam_webhook::pod::PodOptions;
+use aipam_webhook::tls::{server_config, ReloadingCert};
+use aipam_webhook::{health_router, router, watch, App, Cache, KubeEffects};
+use anyhow::Context;
+use clap::Parser;
+use tokio::sync::watch as signal_watch;
+use tracing::info;
+
+/// The aipam admission webhook: reserves Pod addresses at admission and validates pools.
+#[derive(Debug, Parser)]
+#[command(name = "aipam-webhook", version)]
+struct Args {
+    /// Address of the HTTPS admission endpoint.
+    #[arg(long, env = "AIPAM_WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]
+    listen: SocketAddr,
+    /// Address of the plain-HTTP /healthz, /readyz and /metrics endpoint.
+    #[arg(
+        long,
+        env = "AIPAM_WEBHOOK_HEALTH_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    health_listen: SocketAddr,
+    /// PEM certificate chain served.
+    #[arg(long, env = "AIPAM_WEBHOOK_TLS_CERT", default_value = "/tls/tls.crt")]
+    tls_cert: PathBuf,
+    /// PEM private key.
+    #[arg(long, env = "AIPAM_WEBHOOK_TLS_KEY", default_value = "/tls/tls.key")]
+    tls_key: PathBuf,
+    /// Seconds between checks of the certificate files for a new certificate.
+    #[arg(long, env = "AIPAM_WEBHOOK_TLS_RELOAD_SECONDS", default_value_t = 5)]
+    tls_reload_seconds: u64,
+    /// Namespace of the spiderpool-conf ConfigMap.
+    #[arg(
+        long,
+        env = "AIPAM_WEBHOOK_CONFIG_NAMESPACE",
+        default_value = "aipam-system"
+    )]
+    config_namespace: String,
+    /// Name of the Pod's primary interface.
+    #[arg(long, env = "AIPAM_WEBHOOK_PRIMARY_INTERFACE", default_value = "eth0")]
+    primary_interface: String,
+    /// Do not serve the primary interface when the Pod names no default network (this IPAM
+    /// serves Multus networks only).
+    #[arg(long, env = "AIPAM_WEBHOOK_NO_PRIMARY")]
+    no_primary: bool,
+    /// Namespace of a default network named without one (Multus's own namespace).
+    #[arg(
+        long,
+        env = "AIPAM_WEBHOOK_MULTUS_NAMESPACE",
+        default_value = "kube-system"
+    )]
+    multus_namespace: String,
+    /// Milliseconds allowed for one admission review (keep below the configuration's
+    /// timeoutSeconds).
+    #[arg(long, env = "AIPAM_WEBHOOK_REQUEST_TIMEOUT_MS", default_value_t = 8000)]
+    request_timeout_ms: u64,
+    /// Claim creations tried per pool (each conflict picks another address).
+    #[arg(long, env = "AIPAM_WEBHOOK_ATTEMPTS_PER_POOL", default_value_t = 16)]
+    attempts_per_pool: u32,
+}
+
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let resolver = Arc::new(
+        ReloadingCert::load(&args.tls_cert, &args.tls_key)
+            .context("loading the serving certificate")?,
+    );
+    let tls = Arc::new(server_config(resolver.clone())?);
+    let _reloader = resolver.spawn_reloader(Duration::from_secs(args.tls_reload_seconds.max(1)));
+
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let cache = Cache::new();
+    let _watches = watch::spawn_watches(client.clone(), &cache, &args.config_namespace);
+
+    let mut app = App::new(cache.clone(), KubeEffects::new(client));
+    app.timeout = Duration::from_millis(args.request_timeout_ms);
+    app.pods.options = PodOptions {
+        interfaces: InterfaceOptions {
+            primary_interface: args.primary_interface.clone(),
+            serve_primary: !args.no_primary,
+        },
+        attempts_per_pool: args.attempts_per_pool.max(1),
+    };
+    let app = Arc::new(app);
+
+    let (stop_tx, stop_rx) = signal_watch::channel(false);
+    let wait = |mut rx: signal_watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+
+    let health = tokio::net::TcpListener::bind(args.health_listen)
+        .await
+        .with_context(|| format!("binding {}", args.health_listen))?;
+    let health_task = tokio::spawn(aipam_webhook::server::serve_plain(
+        health,
+        health_router(cache.clone(), app.metrics.clone()),
+        wait(stop_rx.clone()),
+    ));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    info!(listen = %args.listen, health = %args.health_listen, "serving");
+    let hooks = tokio::spawn(aipam_webhook::server::serve_tls(
+        listener,
+        tls,
+        router(app),
+        wait(stop_rx),
+    ));
+
+    terminated().await;
+    info!("SIGTERM: finishing requests in flight");
+    let _ = stop_tx.send(true);
+    let _ = hooks.await;
+    let _ = health_task.await;
+    Ok(())
+}

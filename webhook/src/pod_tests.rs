@@ -1,0 +1,890 @@
+//! Unit tests of the Pod hooks over the in-memory side effects.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use aipam_core::reservation::Reservation;
+use kube::core::admission::AdmissionResponse;
+use serde_json::{json, Value};
+
+use crate::cache::Cache;
+use crate::effects::MemoryEffects;
+use crate::pod::PodHooks;
+use crate::testkit::{apply_patch, load, pod_create, synced_cache};
+
+const WORLD: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: controller-node-1, labels: {node-subnet: subnet-6}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: worker-node-1, labels: {node-subnet: subnet-7}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: zone-demo}
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: team-a
+  annotations:
+    ipam.spidernet.io/default-ipv4-ippool: '["team-a-v4"]'
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: test-ippool-6}
+spec:
+  subnet: 10.6.0.0/16
+  ips: [10.6.168.60-10.6.168.69]
+  gateway: 10.6.0.1
+  nodeAffinity:
+    matchExpressions: [{key: node-subnet, operator: In, values: [subnet-6]}]
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: test-ippool-7}
+spec:
+  subnet: 10.7.0.0/16
+  ips: [10.7.168.60-10.7.168.69]
+  gateway: 10.7.0.1
+  nodeAffinity:
+    matchExpressions: [{key: node-subnet, operator: In, values: [subnet-7]}]
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: team-a-v4}
+spec:
+  subnet: 10.20.0.0/24
+  ips: [10.20.0.10-10.20.0.12]
+  gateway: 10.20.0.1
+  vlan: 20
+  routes: [{dst: 10.99.0.0/16, gw: 10.20.0.254}]
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: backup-v4}
+spec:
+  subnet: 10.21.0.0/24
+  ips: [10.21.0.10-10.21.0.19]
+  vlan: 20
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: opted-out
+  labels: {aipam.io/ipam: disabled}
+  annotations:
+    ipam.spidernet.io/default-ipv4-ippool: '["team-a-v4"]'
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: anywhere-v4}
+spec:
+  subnet: 10.23.0.0/24
+  ips: [10.23.0.10-10.23.0.19]
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: disabled-v4}
+spec:
+  subnet: 10.22.0.0/24
+  ips: [10.22.0.10]
+  disable: true
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: v6}
+spec:
+  subnet: fd00:20::/64
+  ips: ["fd00:20::10-fd00:20::11"]
+  vlan: 20
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: macvlan-conf, namespace: kube-system}
+spec:
+  config: '{"cniVersion":"0.3.1","name":"macvlan-conf","plugins":[{"type":"macvlan","master":"ens192","ipam":{"type":"spiderpool"}}]}'
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: storage, namespace: team-a}
+spec:
+  config: '{"cniVersion":"0.3.1","type":"macvlan","master":"ens224","ipam":{"type":"spiderpool","default_ipv4_ippool":["backup-v4"]}}'
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: other-ipam, namespace: team-a}
+spec:
+  config: '{"cniVersion":"0.3.1","type":"macvlan","ipam":{"type":"host-local","subnet":"192.168.0.0/24"}}'
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web-7d4b9c
+  namespace: team-a
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: Deployment, name: web, uid: 11111111-2222-3333-4444-555555555555, controller: true}
+spec: {replicas: 3}
+"#;
+
+struct World {
+    hooks: PodHooks<Arc<MemoryEffects>>,
+    effects: Arc<MemoryEffects>,
+    cache: Cache,
+}
+
+fn world() -> World {
+    world_with("")
+}
+
+fn world_with(extra: &str) -> World {
+    let cache = synced_cache();
+    let effects = Arc::new(MemoryEffects::new());
+    load(WORLD, &cache, &effects).unwrap();
+    load(extra, &cache, &effects).unwrap();
+    World {
+        hooks: PodHooks::new(cache.clone(), effects.clone()),
+        effects,
+        cache,
+    }
+}
+
+/// A Deployment Pod as the ReplicaSet controller sends it: generateName, no name, no uid.
+fn deployment_pod(ns: &str, annotations: Value) -> Value {
+    json!({
+        "kind": "Pod", "apiVersion": "v1",
+        "metadata": {
+            "generateName": "web-7d4b9c-", "namespace": ns,
+            "labels": {"app": "web"},
+            "annotations": annotations,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9c",
+                "uid": "aaaaaaaa-0000-0000-0000-000000000001", "controller": true, "blockOwnerDeletion": true}]
+        },
+        "spec": {"containers": [{"name": "web", "image": "nginx"}]}
+    })
+}
+
+fn statefulset_pod(name: &str) -> Value {
+    json!({
+        "kind": "Pod", "apiVersion": "v1",
+        "metadata": {
+            "name": name, "generateName": "db-", "namespace": "team-a",
+            "labels": {"app": "db", "statefulset.kubernetes.io/pod-name": name},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db",
+                "uid": "bbbbbbbb-0000-0000-0000-000000000002", "controller": true, "blockOwnerDeletion": true}]
+        },
+        "spec": {"containers": [{"name": "db", "image": "postgres"}], "hostname": name, "subdomain": "db"}
+    })
+}
+
+fn daemonset_pod(node: &str) -> Value {
+    json!({
+        "kind": "Pod", "apiVersion": "v1",
+        "metadata": {
+            "generateName": "test-app-", "namespace": "zone-demo",
+            "labels": {"app": "test-app"},
+            "annotations": {
+                "ipam.spidernet.io/ippool": "{\"ipv4\": [\"test-ippool-6\", \"test-ippool-7\"]}",
+                "v1.multus-cni.io/default-network": "kube-system/macvlan-conf"
+            },
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "test-app",
+                "uid": "cccccccc-0000-0000-0000-000000000003", "controller": true, "blockOwnerDeletion": true}]
+        },
+        "spec": {
+            "containers": [{"name": "app", "image": "busybox"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]
+            }}}
+        }
+    })
+}
+
+async fn mutate(w: &World, uid: &str, pod: &Value) -> (AdmissionResponse, Value) {
+    let req = pod_create(uid, pod, false).unwrap();
+    let resp = w.hooks.mutate(&req).await;
+    let patched = apply_patch(pod, &resp).unwrap();
+    (resp, patched)
+}
+
+fn record_of(pod: &Value) -> Reservation {
+    Reservation::parse(
+        pod["metadata"]["annotations"]["aipam.io/reservation"]
+            .as_str()
+            .expect("reservation annotation"),
+    )
+    .unwrap()
+}
+
+fn claim_count(w: &World) -> usize {
+    w.effects.state().claims.len()
+}
+
+#[tokio::test]
+async fn host_network_and_skip_annotation_are_left_alone() {
+    let w = world();
+    let mut pod = deployment_pod("team-a", json!({}));
+    pod["spec"]["hostNetwork"] = json!(true);
+    let (resp, _) = mutate(&w, "u1", &pod).await;
+    assert!(resp.allowed && resp.patch.is_none());
+    let pod = deployment_pod("team-a", json!({"aipam.io/skip": "true"}));
+    let (resp, _) = mutate(&w, "u2", &pod).await;
+    assert!(resp.allowed && resp.patch.is_none());
+    assert_eq!(claim_count(&w), 0);
+}
+
+#[tokio::test]
+async fn deployment_pod_from_generate_name_reserves_and_records() {
+    let w = world();
+    let mut pod = deployment_pod("team-a", json!({}));
+    pod["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    let (resp, patched) = mutate(&w, "705ab4f5-6393-11e8-b7cc-42010a800002", &pod).await;
+    assert!(resp.allowed, "{:?}", resp.result);
+    // No annotations at all: the patch creates the map.
+    let ops: Value = serde_json::from_slice(resp.patch.as_ref().unwrap()).unwrap();
+    assert_eq!(ops[0]["op"], "add");
+    assert_eq!(ops[0]["path"], "/metadata/annotations");
+    let r = record_of(&patched);
+    assert_eq!(
+        r.id,
+        aipam_core::reservation::reservation_id("705ab4f5-6393-11e8-b7cc-42010a800002")
+    );
+    assert_eq!(r.interfaces.len(), 1);
+    assert_eq!(r.interfaces[0].interface, "eth0");
+    assert_eq!(r.interfaces[0].ipv4.len(), 1);
+    assert_eq!(r.interfaces[0].ipv4[0].pool, "team-a-v4");
+    // The claim: named from pool and address, labelled, owner resolved to the Deployment.
+    let st = w.effects.state();
+    assert_eq!(st.claims.len(), 1);
+    let (name, claim) = st.claims.iter().next().unwrap();
+    assert_eq!(name, &r.claim_names()[0]);
+    assert_eq!(claim.spec.pool, "team-a-v4");
+    assert_eq!(claim.spec.interface, "eth0");
+    assert_eq!(claim.spec.namespace, "team-a");
+    assert_eq!(claim.spec.pod_name, None);
+    assert_eq!(claim.spec.reservation, r.id);
+    assert!(!claim.spec.provisional);
+    let owner = claim.spec.owner.as_ref().unwrap();
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Deployment", "web")
+    );
+    let labels = claim.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels["aipam.io/reservation"], r.id);
+    assert_eq!(labels["aipam.io/pool"], "team-a-v4");
+    // The cache knows at once.
+    assert_eq!(w.cache.used("team-a-v4").len(), 1);
+}
+
+#[tokio::test]
+async fn annotation_key_is_escaped_when_annotations_exist() {
+    let w = world();
+    let pod = deployment_pod("team-a", json!({"team": "a"}));
+    let (resp, patched) = mutate(&w, "u1", &pod).await;
+    let text = String::from_utf8(resp.patch.clone().unwrap()).unwrap();
+    assert!(
+        text.contains(r#""path":"/metadata/annotations/aipam.io~1reservation""#),
+        "{text}"
+    );
+    assert_eq!(patched["metadata"]["annotations"]["team"], "a");
+    record_of(&patched);
+}
+
+#[tokio::test]
+async fn successive_pods_never_share_an_address_and_exhaustion_is_refused() {
+    let w = world();
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let (resp, patched) = mutate(
+            &w,
+            &format!("uid-{i}"),
+            &deployment_pod("team-a", json!({})),
+        )
+        .await;
+        assert!(resp.allowed);
+        let a = record_of(&patched).interfaces[0].ipv4[0].address;
+        assert!(!seen.contains(&a));
+        seen.push(a);
+    }
+    let (resp, _) = mutate(&w, "uid-3", &deployment_pod("team-a", json!({}))).await;
+    assert!(!resp.allowed);
+    assert_eq!(resp.result.code, 403);
+    assert_eq!(
+        resp.result.message,
+        "interface eth0: no IPv4 pool from namespace team-a annotation ipam.spidernet.io/default-ipv4-ippool/ipam.spidernet.io/default-ipv6-ippool can serve this Pod: pool team-a-v4: all 3 addresses are in use"
+    );
+    assert_eq!(claim_count(&w), 3);
+}
+
+#[tokio::test]
+async fn refusal_lists_every_pool_and_reserves_nothing() {
+    let w = world();
+    let pod = deployment_pod(
+        "team-a",
+        json!({"ipam.spidernet.io/ippool": "{\"ipv4\": [\"disabled-v4\", \"nope\", \"v6\"]}"}),
+    );
+    let (resp, _) = mutate(&w, "u1", &pod).await;
+    assert!(!resp.allowed);
+    assert_eq!(resp.result.code, 403);
+    assert_eq!(
+        resp.result.message,
+        "interface eth0: no IPv4 pool from Pod annotation ipam.spidernet.io/ippool can serve this Pod: \
+         pool disabled-v4: the pool is disabled (spec.disable: true); \
+         pool nope: no SpiderIPPool of that name exists; \
+         pool v6: it is an IPv6 pool, but an IPv4 pool is needed here"
+    );
+    assert_eq!(claim_count(&w), 0);
+}
+
+#[tokio::test]
+async fn malformed_annotation_is_a_bad_request() {
+    let w = world();
+    let pod = deployment_pod(
+        "team-a",
+        json!({"ipam.spidernet.io/ippool": "{\"ipv4\": \"x\"}"}),
+    );
+    let (resp, _) = mutate(&w, "u1", &pod).await;
+    assert!(!resp.allowed);
+    assert_eq!(resp.result.code, 400);
+    assert!(
+        resp.result
+            .message
+            .starts_with("annotation ipam.spidernet.io/ippool:"),
+        "{}",
+        resp.result.message
+    );
+    assert_eq!(claim_count(&w), 0);
+}
+
+#[tokio::test]
+async fn reinvocation_reserves_nothing_new() {
+    let w = world();
+    let pod = deployment_pod("team-a", json!({}));
+    let (_, patched) = mutate(&w, "u1", &pod).await;
+    assert_eq!(claim_count(&w), 1);
+    // Called again with its own patch applied (reinvocationPolicy IfNeeded), even under a new
+    // request UID.
+    let (resp, _) = mutate(&w, "u1-again", &patched).await;
+    assert!(resp.allowed && resp.patch.is_none());
+    assert_eq!(claim_count(&w), 1);
+}
+
+#[tokio::test]
+async fn dry_run_selects_and_refuses_but_reserves_nothing() {
+    let w = world();
+    let pod = deployment_pod("team-a", json!({}));
+    let req = pod_create("u1", &pod, true).unwrap();
+    let resp = w.hooks.mutate(&req).await;
+    assert!(resp.allowed && resp.patch.is_none());
+    assert_eq!(claim_count(&w), 0);
+    let bad = deployment_pod(
+        "team-a",
+        json!({"ipam.spidernet.io/ippool": "{\"ipv4\": [\"nope\"]}"}),
+    );
+    let resp = w.hooks.mutate(&pod_create("u2", &bad, true).unwrap()).await;
+    assert!(!resp.allowed);
+    assert!(resp
+        .result
+        .message
+        .ends_with("pool nope: no SpiderIPPool of that name exists"));
+    assert_eq!(w.effects.state().create_calls, 0);
+}
+
+#[tokio::test]
+async fn zone_pod_gets_one_address_per_zone_and_the_union_as_affinity() {
+    let w = world();
+    let pod = deployment_pod(
+        "zone-demo",
+        json!({
+            "ipam.spidernet.io/ippool": "{\"ipv4\": [\"test-ippool-6\", \"test-ippool-7\"]}",
+            "v1.multus-cni.io/default-network": "kube-system/macvlan-conf"
+        }),
+    );
+    let (resp, patched) = mutate(&w, "u1", &pod).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    let r = record_of(&patched);
+    let pools: Vec<&str> = r.interfaces[0]
+        .ipv4
+        .iter()
+        .map(|a| a.pool.as_str())
+        .collect();
+    assert_eq!(pools, vec!["test-ippool-6", "test-ippool-7"]);
+    assert!(r.is_provisional());
+    assert!(w
+        .effects
+        .state()
+        .claims
+        .values()
+        .all(|c| c.spec.provisional));
+    assert_eq!(
+        patched["spec"]["affinity"],
+        json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "node-subnet", "operator": "In", "values": ["subnet-6"]}]},
+            {"matchExpressions": [{"key": "node-subnet", "operator": "In", "values": ["subnet-7"]}]}
+        ]}}})
+    );
+}
+
+#[tokio::test]
+async fn zones_then_a_pool_for_every_node_need_no_affinity() {
+    let w = world();
+    let pod = deployment_pod(
+        "zone-demo",
+        json!({"ipam.spidernet.io/ippool": "{\"ipv4\": [\"test-ippool-6\", \"anywhere-v4\", \"test-ippool-7\"]}"}),
+    );
+    let (resp, patched) = mutate(&w, "u1", &pod).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    let r = record_of(&patched);
+    let pools: Vec<&str> = r.interfaces[0]
+        .ipv4
+        .iter()
+        .map(|a| a.pool.as_str())
+        .collect();
+    // Zone pools sort before the unrestricted one; past it nothing more is needed.
+    assert_eq!(pools, vec!["test-ippool-6", "test-ippool-7", "anywhere-v4"]);
+    assert!(patched["spec"].get("affinity").is_none());
+}
+
+#[tokio::test]
+async fn selection_notes_become_warnings() {
+    let w = world();
+    let pod = deployment_pod(
+        "team-a",
+        json!({"ipam.spidernet.io/subnet": "{\"ipv4\": [\"subnet-6\"]}"}),
+    );
+    let (resp, _) = mutate(&w, "u1", &pod).await;
+    assert!(resp.allowed);
+    let warnings = resp.warnings.unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("enableSpiderSubnet"), "{warnings:?}");
+}
+
+#[tokio::test]
+async fn namespaces_opted_out_are_left_alone() {
+    let w = world();
+    let (resp, _) = mutate(&w, "u1", &deployment_pod("opted-out", json!({}))).await;
+    assert!(resp.allowed && resp.patch.is_none());
+    assert_eq!(claim_count(&w), 0);
+}
+
+#[tokio::test]
+async fn zone_affinity_is_intersected_with_the_pods_own() {
+    let w = world();
+    let mut pod = deployment_pod(
+        "zone-demo",
+        json!({"ipam.spidernet.io/ippool": "{\"ipv4\": [\"test-ippool-6\", \"test-ippool-7\"]}"}),
+    );
+    pod["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}});
+    let (resp, patched) = mutate(&w, "u1", &pod).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    let terms = &patched["spec"]["affinity"]["nodeAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
+    assert_eq!(
+        terms,
+        &json!([
+            {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]},
+                                  {"key": "node-subnet", "operator": "In", "values": ["subnet-6"]}]},
+            {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]},
+                                  {"key": "node-subnet", "operator": "In", "values": ["subnet-7"]}]}
+        ])
+    );
+}
+
+#[tokio::test]
+async fn too_many_affinity_terms_is_refused_and_released() {
+    let w = world();
+    let mut pod = deployment_pod(
+        "zone-demo",
+        json!({"ipam.spidernet.io/ippool": "{\"ipv4\": [\"test-ippool-6\", \"test-ippool-7\"]}"}),
+    );
+    let terms: Vec<Value> = (0..40)
+        .map(|i| json!({"matchExpressions": [{"key": "rack", "operator": "In", "values": [format!("r{i}")]}]}))
+        .collect();
+    pod["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}});
+    let (resp, _) = mutate(&w, "u1", &pod).await;
+    assert!(!resp.allowed);
+    assert!(
+        resp.result.message.contains("would have 80 terms"),
+        "{}",
+        resp.result.message
+    );
+    assert_eq!(claim_count(&w), 0);
+    assert_eq!(w.effects.state().deleted.len(), 2);
+    assert!(w.cache.used("test-ippool-6").is_empty());
+}
+
+#[tokio::test]
+async fn daemonset_pod_gets_its_zones_pool_directly() {
+    let w = world();
+    let (resp, patched) = mutate(&w, "u1", &daemonset_pod("worker-node-1")).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    let r = record_of(&patched);
+    assert_eq!(r.interfaces[0].ipv4.len(), 1);
+    assert_eq!(r.interfaces[0].ipv4[0].pool, "test-ippool-7");
+    assert!(!r.is_provisional());
+    // The pinned affinity is left as it was.
+    assert_eq!(
+        patched["spec"]["affinity"],
+        daemonset_pod("worker-node-1")["spec"]["affinity"]
+    );
+    let (_, patched) = mutate(&w, "u2", &daemonset_pod("controller-node-1")).await;
+    assert_eq!(
+        record_of(&patched).interfaces[0].ipv4[0].pool,
+        "test-ippool-6"
+    );
+}
+
+#[tokio::test]
+async fn unknown_node_is_refused() {
+    let w = world();
+    let (resp, _) = mutate(&w, "u1", &daemonset_pod("ghost")).await;
+    assert!(!resp.allowed);
+    assert!(
+        resp.result.message.starts_with("node ghost "),
+        "{}",
+        resp.result.message
+    );
+    assert_eq!(claim_count(&w), 0);
+}
+
+#[tokio::test]
+async fn statefulset_pod_keeps_its_address() {
+    let w = world();
+    let pod = statefulset_pod("db-0");
+    let (resp, patched) = mutate(&w, "first", &pod).await;
+    assert!(resp.allowed);
+    let first = record_of(&patched);
+    let addr = first.interfaces[0].ipv4[0].clone();
+    // Bound to the first incarnation.
+    let mut bound = patched.clone();
+    bound["metadata"]["uid"] = json!("pod-uid-1");
+    w.hooks
+        .bind(&pod_create("bind1", &bound, false).unwrap())
+        .await;
+    let claim = w.effects.state().claims[&addr.claim_name()].clone();
+    assert_eq!(claim.spec.pod_uid.as_deref(), Some("pod-uid-1"));
+    w.cache.claim_created(claim);
+    // The Pod is deleted and created again with the same name.
+    let (resp, patched) = mutate(&w, "second", &pod).await;
+    assert!(resp.allowed);
+    let second = record_of(&patched);
+    assert_ne!(first.id, second.id);
+    assert_eq!(second.interfaces[0].ipv4, vec![addr.clone()]);
+    let st = w.effects.state();
+    assert_eq!(st.claims.len(), 1);
+    assert_eq!(
+        st.claims[&addr.claim_name()]
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()["aipam.io/reservation"],
+        second.id
+    );
+    // Another ordinal does not get it.
+    let (_, other) = mutate(&w, "third", &statefulset_pod("db-1")).await;
+    assert_ne!(record_of(&other).interfaces[0].ipv4[0], addr);
+}
+
+#[tokio::test]
+async fn already_exists_races_pick_again() {
+    // Another replica took two of the three addresses; this replica's cache has not seen it.
+    let w = world();
+    for ip in ["10.20.0.10", "10.20.0.11"] {
+        let claim = aipam_crds::SpiderIPClaim::new(
+            &format!("team-a-v4.{ip}"),
+            aipam_crds::SpiderIPClaimSpec {
+                pool: "team-a-v4".into(),
+                address: ip.into(),
+                ip_version: aipam_crds::IpVersion::V4,
+                interface: "eth0".into(),
+                namespace: "team-a".into(),
+                pod_name: None,
+                pod_uid: None,
+                reservation: "r-other".into(),
+                owner: None,
+                provisional: false,
+            },
+        );
+        w.effects
+            .with(|s| s.claims.insert(format!("team-a-v4.{ip}"), claim));
+    }
+    let (resp, patched) = mutate(&w, "u1", &deployment_pod("team-a", json!({}))).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    assert_eq!(
+        record_of(&patched).interfaces[0].ipv4[0]
+            .address
+            .to_string(),
+        "10.20.0.12"
+    );
+    // Now the pool is really full: the next Pod finds out by conflicts, and the message says so.
+    let (resp, _) = mutate(&w, "u2", &deployment_pod("team-a", json!({}))).await;
+    assert!(!resp.allowed);
+    assert!(
+        resp.result.message.contains("all 3 addresses are in use")
+            || resp
+                .result
+                .message
+                .contains("pool team-a-v4: no free address left"),
+        "{}",
+        resp.result.message
+    );
+    assert!(w.hooks.metrics.claim_conflicts.get() >= 1);
+}
+
+#[tokio::test]
+async fn full_pool_falls_back_to_the_next_candidate() {
+    let w = world();
+    for ip in ["10.20.0.10", "10.20.0.11", "10.20.0.12"] {
+        let mut claim = aipam_crds::SpiderIPClaim::new(
+            &format!("team-a-v4.{ip}"),
+            aipam_crds::SpiderIPClaimSpec {
+                pool: "team-a-v4".into(),
+                address: ip.into(),
+                ip_version: aipam_crds::IpVersion::V4,
+                interface: "eth0".into(),
+                namespace: "team-a".into(),
+                pod_name: None,
+                pod_uid: None,
+                reservation: "r-other".into(),
+                owner: None,
+                provisional: false,
+            },
+        );
+        claim.metadata.name = Some(format!("team-a-v4.{ip}"));
+        w.effects
+            .with(|s| s.claims.insert(format!("team-a-v4.{ip}"), claim));
+    }
+    let pod = deployment_pod(
+        "team-a",
+        json!({"ipam.spidernet.io/ippool": "{\"ipv4\": [\"team-a-v4\", \"backup-v4\"]}"}),
+    );
+    let (resp, patched) = mutate(&w, "u1", &pod).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    assert_eq!(record_of(&patched).interfaces[0].ipv4[0].pool, "backup-v4");
+}
+
+#[tokio::test]
+async fn dual_stack_is_both_or_neither() {
+    let w = world_with(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: spiderpool-conf, namespace: aipam-system}
+data: {enableIPv4: "true", enableIPv6: "true"}
+"#,
+    );
+    // Both v6 addresses are taken by another replica.
+    for ip in ["fd00:20::10", "fd00:20::11"] {
+        let addr: std::net::IpAddr = ip.parse().unwrap();
+        let name = aipam_core::alloc::claim_name("v6", &addr);
+        let claim = aipam_crds::SpiderIPClaim::new(
+            &name,
+            aipam_crds::SpiderIPClaimSpec {
+                pool: "v6".into(),
+                address: ip.into(),
+                ip_version: aipam_crds::IpVersion::V6,
+                interface: "eth0".into(),
+                namespace: "team-a".into(),
+                pod_name: None,
+                pod_uid: None,
+                reservation: "r-other".into(),
+                owner: None,
+                provisional: false,
+            },
+        );
+        w.effects.with(|s| s.claims.insert(name.clone(), claim));
+    }
+    let pod = deployment_pod(
+        "team-a",
+        json!({"ipam.spidernet.io/ippool": "{\"ipv4\": [\"team-a-v4\"], \"ipv6\": [\"v6\"]}"}),
+    );
+    let (resp, _) = mutate(&w, "u1", &pod).await;
+    assert!(!resp.allowed);
+    assert_eq!(
+        resp.result.message,
+        "interface eth0: no IPv6 address could be reserved: pool v6: no free address left; nothing was reserved for this Pod, retry or add addresses"
+    );
+    // The IPv4 address taken first was given back.
+    let st = w.effects.state();
+    assert_eq!(st.deleted.len(), 1);
+    assert!(st.deleted[0].starts_with("team-a-v4."));
+    assert!(w.cache.used("team-a-v4").is_empty());
+}
+
+#[tokio::test]
+async fn api_failure_releases_what_was_taken() {
+    let w = world();
+    w.effects.with(|s| s.fail_create_at = Some(1));
+    let pod = deployment_pod(
+        "team-a",
+        json!({
+            "ipam.spidernet.io/ippools": "[{\"interface\": \"eth0\", \"ipv4\": [\"team-a-v4\"]}, {\"interface\": \"net1\", \"ipv4\": [\"backup-v4\"]}]",
+            "k8s.v1.cni.cncf.io/networks": "storage"
+        }),
+    );
+    let (resp, _) = mutate(&w, "u1", &pod).await;
+    assert!(!resp.allowed);
+    assert_eq!(resp.result.code, 500);
+    assert!(resp.result.message.contains("injected failure"));
+    assert_eq!(claim_count(&w), 0);
+    assert_eq!(w.effects.state().deleted.len(), 1);
+}
+
+#[tokio::test]
+async fn multus_networks_pick_the_interfaces() {
+    let w = world();
+    // net1 uses this IPAM with a default pool in its CNI configuration; net2 does not.
+    let pod = deployment_pod(
+        "team-a",
+        json!({"k8s.v1.cni.cncf.io/networks": "storage, other-ipam"}),
+    );
+    let (resp, patched) = mutate(&w, "u1", &pod).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    let r = record_of(&patched);
+    let ifaces: Vec<(&str, &str)> = r
+        .interfaces
+        .iter()
+        .map(|i| (i.interface.as_str(), i.ipv4[0].pool.as_str()))
+        .collect();
+    assert_eq!(ifaces, vec![("eth0", "team-a-v4"), ("net1", "team-a-v4")]);
+    // Namespace defaults win over the CNI configuration's; in a namespace without, the
+    // network's default_ipv4_ippool serves.
+    let w = world();
+    let mut pod = deployment_pod(
+        "zone-demo",
+        json!({"k8s.v1.cni.cncf.io/networks": "team-a/storage@data0"}),
+    );
+    pod["metadata"]["annotations"]["v1.multus-cni.io/default-network"] =
+        json!("kube-system/missing");
+    let (resp, _) = mutate(&w, "u2", &pod).await;
+    assert!(!resp.allowed);
+    assert_eq!(
+        resp.result.message,
+        "NetworkAttachmentDefinition kube-system/missing (named by the Pod's Multus annotations) does not exist"
+    );
+    let pod = deployment_pod(
+        "zone-demo",
+        json!({"k8s.v1.cni.cncf.io/networks": "team-a/storage@data0"}),
+    );
+    let mut hooks = PodHooks::new(w.cache.clone(), w.effects.clone());
+    hooks.options.interfaces.serve_primary = false;
+    let resp = hooks.mutate(&pod_create("u3", &pod, false).unwrap()).await;
+    let patched = apply_patch(&pod, &resp).unwrap();
+    let r = record_of(&patched);
+    assert_eq!(r.interfaces.len(), 1);
+    assert_eq!(r.interfaces[0].interface, "data0");
+    assert_eq!(r.interfaces[0].ipv4[0].pool, "backup-v4");
+}
+
+#[tokio::test]
+async fn copied_reservation_of_another_pod_is_replaced() {
+    let w = world();
+    let (_, patched) = mutate(&w, "u1", &deployment_pod("team-a", json!({}))).await;
+    let mut bound = patched.clone();
+    bound["metadata"]["name"] = json!("web-7d4b9c-abcde");
+    bound["metadata"]["uid"] = json!("pod-uid-1");
+    w.hooks
+        .bind(&pod_create("b1", &bound, false).unwrap())
+        .await;
+    for c in w.effects.state().claims.into_values() {
+        w.cache.claim_created(c);
+    }
+    // `kubectl get pod -o yaml` edited and applied as a new Pod.
+    let mut copy = bound.clone();
+    copy["metadata"]["name"] = json!("copy");
+    copy["metadata"].as_object_mut().unwrap().remove("uid");
+    let (resp, patched) = mutate(&w, "u2", &copy).await;
+    assert!(resp.allowed);
+    let ops: Value = serde_json::from_slice(resp.patch.as_ref().unwrap()).unwrap();
+    assert_eq!(ops[0]["op"], "replace");
+    assert_ne!(record_of(&patched), record_of(&bound));
+    assert_eq!(claim_count(&w), 2);
+}
+
+#[tokio::test]
+async fn bind_sets_pod_name_and_uid_and_writes_the_endpoint() {
+    let w = world();
+    let pod = deployment_pod(
+        "team-a",
+        json!({"ipam.spidernet.io/routes": "[{\"dst\": \"10.98.0.0/16\", \"gw\": \"10.20.0.253\"}]"}),
+    );
+    let (_, patched) = mutate(&w, "u1", &pod).await;
+    let r = record_of(&patched);
+    let mut created = patched.clone();
+    created["metadata"]["name"] = json!("web-7d4b9c-x2x9z");
+    created["metadata"]["uid"] = json!("5c7e0c1a-1111-2222-3333-444455556666");
+    let resp = w
+        .hooks
+        .bind(&pod_create("u1v", &created, false).unwrap())
+        .await;
+    assert!(resp.allowed && resp.patch.is_none());
+    let st = w.effects.state();
+    let claim = &st.claims[&r.claim_names()[0]];
+    assert_eq!(claim.spec.pod_name.as_deref(), Some("web-7d4b9c-x2x9z"));
+    assert_eq!(
+        claim.spec.pod_uid.as_deref(),
+        Some("5c7e0c1a-1111-2222-3333-444455556666")
+    );
+    let ep = serde_json::to_value(&st.endpoints["team-a/web-7d4b9c-x2x9z"]).unwrap();
+    let addr = r.interfaces[0].ipv4[0].address;
+    assert_eq!(
+        ep["status"],
+        json!({
+            "current": {
+                "uid": "5c7e0c1a-1111-2222-3333-444455556666",
+                "node": "",
+                "ips": [{
+                    "interface": "eth0",
+                    "ipv4": format!("{addr}/24"),
+                    "ipv4Pool": "team-a-v4",
+                    "cleanGateway": false,
+                    "ipv4Gateway": "10.20.0.1",
+                    "vlan": 20,
+                    "routes": [{"dst": "10.99.0.0/16", "gw": "10.20.0.254"}, {"dst": "10.98.0.0/16", "gw": "10.20.0.253"}]
+                }]
+            },
+            "ownerControllerType": "Deployment",
+            "ownerControllerName": "web"
+        })
+    );
+    // Not owned by the Pod yet: it is not stored when this runs (the operator adopts it).
+    assert!(ep["metadata"].get("ownerReferences").is_none());
+    // Dry run: nothing bound.
+    let w2 = world();
+    let resp = w2
+        .hooks
+        .bind(&pod_create("u2v", &created, true).unwrap())
+        .await;
+    assert!(resp.allowed);
+    assert!(w2.effects.state().endpoints.is_empty());
+}
+
+#[tokio::test]
+async fn provisional_endpoint_has_no_ips_yet() {
+    let w = world();
+    let pod = deployment_pod(
+        "zone-demo",
+        json!({"ipam.spidernet.io/ippool": "{\"ipv4\": [\"test-ippool-6\", \"test-ippool-7\"]}"}),
+    );
+    let (_, patched) = mutate(&w, "u1", &pod).await;
+    let mut created = patched.clone();
+    created["metadata"]["name"] = json!("web-1");
+    created["metadata"]["uid"] = json!("uid-1");
+    w.hooks
+        .bind(&pod_create("v", &created, false).unwrap())
+        .await;
+    let st = w.effects.state();
+    let ep = &st.endpoints["zone-demo/web-1"];
+    let cur = &ep.status.as_ref().unwrap().current;
+    assert_eq!(cur.uid, "uid-1");
+    assert!(cur.ips.is_empty());
+    assert!(st
+        .claims
+        .values()
+        .all(|c| c.spec.pod_uid.as_deref() == Some("uid-1")));
+}

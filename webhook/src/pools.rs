@@ -1,0 +1,313 @@
+//! The hooks of SpiderIPPool, SpiderSubnet and SpiderReservedIP: the rules of
+//! `aipam_core::validate` (the same `aipamctl validate` applies offline), checked against the
+//! cluster as the cache mirrors it.
+
+use aipam_core::ranges::{IpFamily, IpSet};
+use aipam_core::validate::{
+    validate_pool, validate_pool_delete, validate_pool_in_subnets, validate_pool_overlaps,
+    validate_pool_update, validate_reserved_ip, validate_subnet, validate_subnet_overlaps,
+    FieldError, Invalid,
+};
+use aipam_crds::convert::{pool_draft, reserved_ip_draft, subnet_draft};
+use aipam_crds::{SpiderIPPool, SpiderReservedIP, SpiderSubnet};
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::DynamicObject;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::cache::Cache;
+use crate::response::{allow, deny};
+
+/// The finalizer the operator removes once a pool's addresses are free (Spiderpool's name).
+pub const POOL_FINALIZER: &str = "spiderpool.spidernet.io";
+
+/// The IP version of a CIDR (or address) as written, if it reads as one.
+fn parse_family(subnet: &str) -> Option<i64> {
+    let addr = subnet.split('/').next()?.trim();
+    match addr.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(_) => Some(4),
+        std::net::IpAddr::V6(_) => Some(6),
+    }
+}
+
+/// Why a hook could not read its request.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// No object where one is needed.
+    #[error("the AdmissionReview carries no {0}")]
+    Missing(&'static str),
+    /// The object does not have the kind's shape.
+    #[error("cannot read the {kind}: {source}")]
+    Shape {
+        /// The kind.
+        kind: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn decode<T: DeserializeOwned>(
+    obj: Option<&DynamicObject>,
+    kind: &'static str,
+) -> Result<T, DecodeError> {
+    let obj = obj.ok_or(DecodeError::Missing(kind))?;
+    serde_json::to_value(obj)
+        .and_then(serde_json::from_value)
+        .map_err(|source| DecodeError::Shape { kind, source })
+}
+
+fn invalid(req: &AdmissionRequest<DynamicObject>, e: &Invalid) -> AdmissionResponse {
+    deny(req, 422, &e.to_string())
+}
+
+fn bad(req: &AdmissionRequest<DynamicObject>, e: &DecodeError) -> AdmissionResponse {
+    deny(req, 400, &e.to_string())
+}
+
+fn pool_invalid(name: &str, field: &str, message: String) -> Invalid {
+    Invalid {
+        kind: "SpiderIPPool",
+        name: name.to_string(),
+        errors: vec![FieldError {
+            field: field.to_string(),
+            message,
+        }],
+    }
+}
+
+/// The pool hooks.
+#[derive(Debug, Clone)]
+pub struct PoolHooks {
+    /// What the cluster looks like.
+    pub cache: Cache,
+}
+
+impl PoolHooks {
+    /// Over this cache.
+    pub fn new(cache: Cache) -> PoolHooks {
+        PoolHooks { cache }
+    }
+
+    /// `/mutate-ippool` (CREATE): `spec.ipVersion` from the subnet when absent, and the
+    /// finalizer. The user's `ips` are left as written.
+    pub fn mutate_pool(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        if req.operation != Operation::Create {
+            return allow(req);
+        }
+        let Some(obj) = req.object.as_ref() else {
+            return bad(req, &DecodeError::Missing("SpiderIPPool"));
+        };
+        let raw = match serde_json::to_value(obj) {
+            Ok(v) => v,
+            Err(source) => {
+                return bad(
+                    req,
+                    &DecodeError::Shape {
+                        kind: "SpiderIPPool",
+                        source,
+                    },
+                )
+            }
+        };
+        let mut ops = Vec::new();
+        let version = raw.pointer("/spec/ipVersion").filter(|v| !v.is_null());
+        if version.is_none() && raw.pointer("/spec").is_some_and(Value::is_object) {
+            if let Some(v) = raw
+                .pointer("/spec/subnet")
+                .and_then(Value::as_str)
+                .and_then(parse_family)
+            {
+                ops.push(PatchOperation::Add(AddOperation {
+                    path: PointerBuf::from_tokens(["spec", "ipVersion"]),
+                    value: json!(v),
+                }));
+            }
+        }
+        match raw
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+        {
+            Some(list) if list.iter().any(|f| f == POOL_FINALIZER) => {}
+            Some(_) => ops.push(PatchOperation::Add(AddOperation {
+                path: PointerBuf::from_tokens(["metadata", "finalizers", "-"]),
+                value: json!(POOL_FINALIZER),
+            })),
+            None => ops.push(PatchOperation::Add(AddOperation {
+                path: PointerBuf::from_tokens(["metadata", "finalizers"]),
+                value: json!([POOL_FINALIZER]),
+            })),
+        }
+        if ops.is_empty() {
+            return allow(req);
+        }
+        match allow(req).with_patch(Patch(ops)) {
+            Ok(r) => r,
+            Err(e) => deny(req, 500, &format!("cannot encode the patch: {e}")),
+        }
+    }
+
+    fn in_use(&self, pool: &str) -> IpSet {
+        self.cache.used(pool)
+    }
+
+    /// `/validate-ippool` (CREATE, UPDATE, DELETE).
+    pub fn validate_pool(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        match req.operation {
+            Operation::Create | Operation::Update => {}
+            Operation::Delete => return self.validate_pool_delete(req),
+            Operation::Connect => return allow(req),
+        }
+        let new: SpiderIPPool = match decode(req.object.as_ref(), "SpiderIPPool") {
+            Ok(p) => p,
+            Err(e) => return bad(req, &e),
+        };
+        let old: Option<SpiderIPPool> = if req.operation == Operation::Update {
+            match decode(req.old_object.as_ref(), "SpiderIPPool") {
+                Ok(p) => Some(p),
+                Err(e) => return bad(req, &e),
+            }
+        } else {
+            None
+        };
+        if let Some(old) = &old {
+            // Metadata and status changes (finalizer removal, labels) are not re-judged.
+            if old.spec == new.spec {
+                return allow(req);
+            }
+        }
+        let name = new.metadata.name.clone().unwrap_or_default();
+        let draft = match pool_draft(&new) {
+            Ok(d) => d,
+            Err(e) => return invalid(req, &pool_invalid(&name, e.field, e.source.to_string())),
+        };
+        let pool = match validate_pool(&draft) {
+            Ok(p) => p,
+            Err(e) => return invalid(req, &e),
+        };
+        let others: Vec<_> = self
+            .cache
+            .pools()
+            .into_iter()
+            .filter_map(|e| e.pool.ok())
+            .filter(|p| p.name != pool.name)
+            .collect();
+        if let Err(e) = validate_pool_overlaps(&pool, others.iter()) {
+            return invalid(req, &e);
+        }
+        if let Some(old) = &old {
+            let old_pool = pool_draft(old).ok().and_then(|d| validate_pool(&d).ok());
+            if let Some(old_pool) = old_pool {
+                if let Err(e) = validate_pool_update(&old_pool, &pool, &self.in_use(&name)) {
+                    return invalid(req, &e);
+                }
+            }
+        }
+        if self.cache.config().is_ok_and(|c| c.enable_spider_subnet) {
+            let subnets = self.cache.subnets();
+            if let Err(e) = validate_pool_in_subnets(&pool, subnets.iter()) {
+                return invalid(req, &e);
+            }
+        }
+        allow(req)
+    }
+
+    fn validate_pool_delete(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        let old: SpiderIPPool = match decode(req.old_object.as_ref(), "SpiderIPPool") {
+            Ok(p) => p,
+            // Nothing to judge by: let the deletion through, the finalizer still holds it.
+            Err(_) => return allow(req),
+        };
+        let name = old
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| req.name.clone());
+        let Some(pool) = pool_draft(&old).ok().and_then(|d| validate_pool(&d).ok()) else {
+            return allow(req);
+        };
+        match validate_pool_delete(&pool, &self.in_use(&name)) {
+            Ok(()) => allow(req),
+            Err(e) => invalid(req, &e),
+        }
+    }
+
+    /// `/validate-subnet` (CREATE, UPDATE).
+    pub fn validate_subnet(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        if !matches!(req.operation, Operation::Create | Operation::Update) {
+            return allow(req);
+        }
+        let new: SpiderSubnet = match decode(req.object.as_ref(), "SpiderSubnet") {
+            Ok(s) => s,
+            Err(e) => return bad(req, &e),
+        };
+        if req.operation == Operation::Update {
+            if let Ok(old) = decode::<SpiderSubnet>(req.old_object.as_ref(), "SpiderSubnet") {
+                if old.spec == new.spec {
+                    return allow(req);
+                }
+            }
+        }
+        let subnet = match validate_subnet(&subnet_draft(&new)) {
+            Ok(s) => s,
+            Err(e) => return invalid(req, &e),
+        };
+        let others = self.cache.subnets();
+        match validate_subnet_overlaps(&subnet, others.iter()) {
+            Ok(()) => allow(req),
+            Err(e) => invalid(req, &e),
+        }
+    }
+
+    /// `/validate-reservedip` (CREATE, UPDATE): well-formed, and no address currently held.
+    pub fn validate_reserved_ip(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        if !matches!(req.operation, Operation::Create | Operation::Update) {
+            return allow(req);
+        }
+        let new: SpiderReservedIP = match decode(req.object.as_ref(), "SpiderReservedIP") {
+            Ok(s) => s,
+            Err(e) => return bad(req, &e),
+        };
+        let r = match validate_reserved_ip(&reserved_ip_draft(&new)) {
+            Ok(r) => r,
+            Err(e) => return invalid(req, &e),
+        };
+        let mut errors = Vec::new();
+        for c in self.cache.claims() {
+            let Some(a) = c.address else { continue };
+            if IpFamily::of(&a) != r.family || !r.ips.contains(&a) {
+                continue;
+            }
+            let s = &c.object.spec;
+            let holder = match &s.pod_name {
+                Some(p) => format!("Pod {}/{p}", s.namespace),
+                None => format!(
+                    "a Pod being created in namespace {} (reservation {})",
+                    s.namespace, s.reservation
+                ),
+            };
+            errors.push(FieldError {
+                field: "spec.ips".to_string(),
+                message: format!(
+                    "{a} is held by {holder} (SpiderIPClaim {}, pool {}); release it first (delete or move the Pod)",
+                    c.object.metadata.name.as_deref().unwrap_or_default(),
+                    s.pool
+                ),
+            });
+        }
+        if errors.is_empty() {
+            allow(req)
+        } else {
+            invalid(
+                req,
+                &Invalid {
+                    kind: "SpiderReservedIP",
+                    name: r.name,
+                    errors,
+                },
+            )
+        }
+    }
+}

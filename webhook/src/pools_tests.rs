@@ -1,0 +1,251 @@
+//! Unit tests of the pool hooks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+
+use crate::cache::Cache;
+use crate::effects::MemoryEffects;
+use crate::pools::PoolHooks;
+use crate::testkit::{apply_patch, load, request_of, review_body, synced_cache};
+
+const POOLS: (&str, &str, &str, &str) = (
+    "spiderpool.spidernet.io",
+    "v2beta1",
+    "spiderippools",
+    "SpiderIPPool",
+);
+
+const WORLD: &str = r#"
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: a}
+spec: {ipVersion: 4, subnet: 10.0.0.0/24, ips: [10.0.0.10-10.0.0.20], gateway: 10.0.0.1}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderSubnet
+metadata: {name: s1}
+spec: {ipVersion: 4, subnet: 10.0.0.0/24, ips: [10.0.0.2-10.0.0.250], gateway: 10.0.0.1}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPClaim
+metadata: {name: a.10.0.0.15}
+spec: {pool: a, address: 10.0.0.15, ipVersion: 4, interface: eth0, namespace: team-a, podName: web-1, reservation: r-1}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPClaim
+metadata: {name: a.10.0.0.16}
+spec: {pool: a, address: 10.0.0.16, ipVersion: 4, interface: eth0, namespace: team-a, reservation: r-2}
+"#;
+
+fn world() -> (PoolHooks, Cache) {
+    let cache = synced_cache();
+    load(WORLD, &cache, &MemoryEffects::new()).unwrap();
+    (PoolHooks::new(cache.clone()), cache)
+}
+
+fn pool(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderIPPool",
+           "metadata": {"name": name}, "spec": spec})
+}
+
+fn req(
+    resource: (&str, &str, &str, &str),
+    op: &str,
+    new: Option<&Value>,
+    old: Option<&Value>,
+) -> kube::core::admission::AdmissionRequest<kube::core::DynamicObject> {
+    request_of(&review_body("u", resource, op, None, new, old, false)).unwrap()
+}
+
+#[test]
+fn mutate_infers_the_version_and_adds_the_finalizer_leaving_ips_alone() {
+    let (h, _) = world();
+    let p = pool(
+        "b",
+        json!({"subnet": "fd00::/64", "ips": ["fd00::10-fd00::0020"]}),
+    );
+    let resp = h.mutate_pool(&req(POOLS, "CREATE", Some(&p), None));
+    assert!(resp.allowed);
+    let out = apply_patch(&p, &resp).unwrap();
+    assert_eq!(out["spec"]["ipVersion"], 6);
+    assert_eq!(
+        out["metadata"]["finalizers"],
+        json!(["spiderpool.spidernet.io"])
+    );
+    assert_eq!(out["spec"]["ips"], json!(["fd00::10-fd00::0020"]));
+    // Existing finalizers are kept; an explicit version is not touched.
+    let mut p = pool("c", json!({"ipVersion": 4, "subnet": "10.9.0.0/24"}));
+    p["metadata"]["finalizers"] = json!(["example.com/keep"]);
+    let out = apply_patch(&p, &h.mutate_pool(&req(POOLS, "CREATE", Some(&p), None))).unwrap();
+    assert_eq!(
+        out["metadata"]["finalizers"],
+        json!(["example.com/keep", "spiderpool.spidernet.io"])
+    );
+    assert_eq!(out["spec"], p["spec"]);
+}
+
+#[test]
+fn create_refuses_overlaps_with_core_messages() {
+    let (h, _) = world();
+    let p = pool(
+        "b",
+        json!({"ipVersion": 4, "subnet": "10.0.0.0/24", "ips": ["10.0.0.18-10.0.0.30"]}),
+    );
+    let resp = h.validate_pool(&req(POOLS, "CREATE", Some(&p), None));
+    assert!(!resp.allowed);
+    assert_eq!(resp.result.code, 422);
+    assert_eq!(
+        resp.result.message,
+        "SpiderIPPool b is invalid: spec.ips: overlaps SpiderIPPool a on 3 address(es): 10.0.0.18-10.0.0.20"
+    );
+    let bad = pool(
+        "b",
+        json!({"ipVersion": 4, "subnet": "10.1.0.0/24", "ips": ["10.1.0.5"], "gateway": "10.1.0.5"}),
+    );
+    let resp = h.validate_pool(&req(POOLS, "CREATE", Some(&bad), None));
+    assert_eq!(
+        resp.result.message,
+        "SpiderIPPool b is invalid: spec.gateway: 10.1.0.5 is inside spec.ips; take it out of spec.ips or add it to spec.excludeIPs"
+    );
+    let ok = pool(
+        "b",
+        json!({"ipVersion": 4, "subnet": "10.1.0.0/24", "ips": ["10.1.0.5"]}),
+    );
+    assert!(
+        h.validate_pool(&req(POOLS, "CREATE", Some(&ok), None))
+            .allowed
+    );
+}
+
+#[test]
+fn update_checks_immutables_and_addresses_in_use_skipping_itself() {
+    let (h, cache) = world();
+    let old = serde_json::to_value(&*cache.pool("a").unwrap().object).unwrap();
+    let mut new = old.clone();
+    new["spec"]["ips"] = json!(["10.0.0.10-10.0.0.15"]);
+    let resp = h.validate_pool(&req(POOLS, "UPDATE", Some(&new), Some(&old)));
+    assert!(!resp.allowed);
+    assert_eq!(
+        resp.result.message,
+        "SpiderIPPool a is invalid: spec.ips: the change would take away 1 address(es) in use: 10.0.0.16; release them first (delete or move their Pods)"
+    );
+    new["spec"]["ips"] = json!(["10.0.0.10-10.0.0.30"]);
+    assert!(
+        h.validate_pool(&req(POOLS, "UPDATE", Some(&new), Some(&old)))
+            .allowed
+    );
+    new["spec"]["subnet"] = json!("10.0.0.0/16");
+    let resp = h.validate_pool(&req(POOLS, "UPDATE", Some(&new), Some(&old)));
+    assert!(resp
+        .result
+        .message
+        .contains("spec.subnet: is immutable: it was 10.0.0.0/24 and cannot become 10.0.0.0/16"));
+    // A metadata-only change (the operator removing the finalizer) is not judged.
+    let mut meta = old.clone();
+    meta["metadata"]["labels"] = json!({"x": "y"});
+    assert!(
+        h.validate_pool(&req(POOLS, "UPDATE", Some(&meta), Some(&old)))
+            .allowed
+    );
+}
+
+#[test]
+fn delete_of_a_pool_in_use_is_refused_with_the_count() {
+    let (h, cache) = world();
+    let old = serde_json::to_value(&*cache.pool("a").unwrap().object).unwrap();
+    let resp = h.validate_pool(&req(POOLS, "DELETE", None, Some(&old)));
+    assert!(!resp.allowed);
+    assert_eq!(
+        resp.result.message,
+        "SpiderIPPool a is invalid: metadata.name: the pool still has 2 address(es) in use (10.0.0.15-10.0.0.16); delete their Pods first, the pool is removed once they are released"
+    );
+    cache.claim_deleted("a.10.0.0.15");
+    cache.claim_deleted("a.10.0.0.16");
+    assert!(
+        h.validate_pool(&req(POOLS, "DELETE", None, Some(&old)))
+            .allowed
+    );
+}
+
+#[test]
+fn pools_must_sit_in_a_subnet_when_the_feature_is_on() {
+    let (h, cache) = world();
+    load(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: spiderpool-conf, namespace: aipam-system}\ndata: {enableSpiderSubnet: \"true\"}\n",
+        &cache,
+        &MemoryEffects::new(),
+    )
+    .unwrap();
+    let p = pool(
+        "b",
+        json!({"ipVersion": 4, "subnet": "10.5.0.0/24", "ips": ["10.5.0.5"]}),
+    );
+    let resp = h.validate_pool(&req(POOLS, "CREATE", Some(&p), None));
+    assert_eq!(
+        resp.result.message,
+        "SpiderIPPool b is invalid: spec.subnet: no SpiderSubnet has subnet 10.5.0.0/24; create one first (the SpiderSubnet feature is on)"
+    );
+}
+
+#[test]
+fn subnets_may_not_overlap() {
+    let (h, _) = world();
+    let s = json!({"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderSubnet",
+        "metadata": {"name": "s2"}, "spec": {"subnet": "10.0.0.0/16", "ips": ["10.0.1.1"]}});
+    let r = req(
+        (
+            "spiderpool.spidernet.io",
+            "v2beta1",
+            "spidersubnets",
+            "SpiderSubnet",
+        ),
+        "CREATE",
+        Some(&s),
+        None,
+    );
+    let resp = h.validate_subnet(&r);
+    assert!(!resp.allowed);
+    assert_eq!(
+        resp.result.message,
+        "SpiderSubnet s2 is invalid: spec.subnet: 10.0.0.0/16 overlaps SpiderSubnet s1 (10.0.0.0/24)"
+    );
+}
+
+#[test]
+fn reserving_an_address_held_by_a_pod_is_refused_naming_it() {
+    let (h, _) = world();
+    let r = json!({"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderReservedIP",
+        "metadata": {"name": "keep"}, "spec": {"ipVersion": 4, "ips": ["10.0.0.14-10.0.0.16"]}});
+    let rr = req(
+        (
+            "spiderpool.spidernet.io",
+            "v2beta1",
+            "spiderreservedips",
+            "SpiderReservedIP",
+        ),
+        "CREATE",
+        Some(&r),
+        None,
+    );
+    let resp = h.validate_reserved_ip(&rr);
+    assert!(!resp.allowed);
+    assert_eq!(
+        resp.result.message,
+        "SpiderReservedIP keep is invalid: spec.ips: 10.0.0.15 is held by Pod team-a/web-1 (SpiderIPClaim a.10.0.0.15, pool a); release it first (delete or move the Pod); \
+         spec.ips: 10.0.0.16 is held by a Pod being created in namespace team-a (reservation r-2) (SpiderIPClaim a.10.0.0.16, pool a); release it first (delete or move the Pod)"
+    );
+    let free = json!({"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderReservedIP",
+        "metadata": {"name": "keep"}, "spec": {"ips": ["10.0.0.30"]}});
+    let rr = req(
+        (
+            "spiderpool.spidernet.io",
+            "v2beta1",
+            "spiderreservedips",
+            "SpiderReservedIP",
+        ),
+        "CREATE",
+        Some(&free),
+        None,
+    );
+    assert!(h.validate_reserved_ip(&rr).allowed);
+}
