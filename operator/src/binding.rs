@@ -1,0 +1,267 @@
+//! The binding controller: for every Pod carrying a reservation, the claims name the Pod and
+//! are Bound, zone alternatives are resolved as soon as the Pod has a node (late binding), and
+//! the SpiderEndpoint the CNI binary reads matches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aipam_core::reservation::ANNO_RESERVATION;
+use aipam_crds::record::{claim_for, ClaimTarget};
+use aipam_crds::{ClaimPhase, SpiderEndpoint, SpiderIPClaim};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use serde_json::json;
+
+use crate::ctx::{pod_ref, Ctx};
+use crate::decide::{endpoint_status, plan_binding, PodView};
+use crate::error::{ignore_not_found, is_conflict, Error};
+
+/// The controller's name in metrics.
+pub const NAME: &str = "binding";
+
+/// Reconciles one Pod.
+pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let start = Instant::now();
+    let out = bind_pod(&pod, &ctx).await;
+    ctx.metrics.observe(NAME, start.elapsed().as_secs_f64());
+    out
+}
+
+/// On error: count it and retry soon.
+pub fn error_policy(_pod: Arc<Pod>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    ctx.metrics.error(NAME, err.kind());
+    tracing::warn!(error = %err, "binding failed; retrying");
+    Action::requeue(Duration::from_secs(2))
+}
+
+async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
+    let Some(view) = PodView::from_pod(pod) else {
+        return Ok(Action::await_change());
+    };
+    let Some(record) = view.reservation.clone() else {
+        return Ok(Action::await_change());
+    };
+    if view.is_terminal() || view.deleting_since.is_some() {
+        // Release is the collector's: it applies the StatefulSet rule and stuck-Pod timing.
+        ctx.request_scan();
+        return Ok(Action::await_change());
+    }
+    // From the cache; a claim the cache has not seen yet (the webhook just made it) is read live.
+    let claim_api: Api<SpiderIPClaim> = Api::all(ctx.client.clone());
+    let mut claims: BTreeMap<String, SpiderIPClaim> = BTreeMap::new();
+    for n in record.claim_names() {
+        let c = match ctx.stores.claims.get(&ObjectRef::new(&n)) {
+            Some(c) => Some((*c).clone()),
+            None => claim_api.get_opt(&n).await?,
+        };
+        if let Some(c) = c {
+            claims.insert(n, c);
+        }
+    }
+    let endpoint = ctx
+        .stores
+        .endpoints
+        .get(&ObjectRef::new(&view.name).within(&view.namespace))
+        .map(|e| (*e).clone());
+    let pools = ctx.pools();
+    let node = match &view.node {
+        Some(n) => ctx.node_info(n).await,
+        None => None,
+    };
+    let plan = plan_binding(&view, &claims, endpoint.as_ref(), &pools, node.as_ref());
+    if plan.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let now = Timestamp::now();
+    let owner = claims.values().find_map(|c| c.spec.owner.clone());
+    // 1. The kept claims: settled, naming the Pod, Bound.
+    for b in &plan.bind {
+        if b.settle || b.set_pod {
+            let mut spec = serde_json::Map::new();
+            if b.settle {
+                spec.insert("provisional".into(), json!(false));
+            }
+            if b.set_pod {
+                spec.insert("podName".into(), json!(view.name));
+                spec.insert("podUID".into(), json!(view.uid));
+            }
+            let patch = json!({ "spec": spec });
+            if ignore_not_found(
+                claim_api
+                    .patch(&b.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await,
+            )?
+            .is_none()
+            {
+                continue;
+            }
+        }
+        if b.set_status {
+            let bound_at = claims
+                .get(&b.name)
+                .and_then(|c| c.status.as_ref())
+                .and_then(|s| s.bound_at.clone())
+                .unwrap_or(Time(now));
+            let patch = json!({ "status": {
+                "phase": ClaimPhase::Bound,
+                "node": view.node,
+                "boundAt": bound_at,
+            }});
+            ignore_not_found(
+                claim_api
+                    .patch_status(&b.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await,
+            )?;
+        }
+        ctx.metrics.bind("bind");
+    }
+    // 2. Claims the record lists but that are missing: the Pod lives, it holds them.
+    for (name, addr) in &plan.recreate {
+        let iface = record
+            .interfaces
+            .iter()
+            .find(|i| i.ipv4.contains(addr) || i.ipv6.contains(addr))
+            .map(|i| i.interface.clone())
+            .unwrap_or_else(|| "eth0".to_string());
+        let claim = claim_for(
+            addr,
+            &ClaimTarget {
+                namespace: &view.namespace,
+                pod_name: Some(&view.name),
+                pod_uid: Some(&view.uid),
+                interface: &iface,
+                reservation: &record.id,
+                owner: owner.clone(),
+                provisional: plan.new_record.as_ref().unwrap_or(&record).is_provisional(),
+            },
+        );
+        match claim_api.create(&PostParams::default(), &claim).await {
+            Ok(_) => {
+                ctx.event(
+                    &pod_ref(&view.namespace, &view.name, Some(&view.uid)),
+                    true,
+                    "ClaimRecreated",
+                    "Bind",
+                    format!(
+                        "claim {name} of address {} ({}) was missing and has been recreated",
+                        addr.address, addr.pool
+                    ),
+                )
+                .await;
+            }
+            // Someone made it meanwhile: look again.
+            Err(e) if is_conflict(&e) => return Ok(Action::requeue(Duration::from_millis(200))),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // 3. The endpoint the CNI binary waits for.
+    if let Some(desired) = plan.endpoint.clone() {
+        let (kind, oname) = owner
+            .as_ref()
+            .map(|o| (o.kind.clone(), o.name.clone()))
+            .or_else(|| view.controller.clone())
+            .unwrap_or_else(|| ("Pod".to_string(), view.name.clone()));
+        write_endpoint(ctx, &view, desired, (&kind, &oname)).await?;
+        ctx.metrics.bind("endpoint");
+    }
+    // 4. Late binding: the Pod's record keeps only what it holds, then the rest goes back.
+    if let Some(kept) = &plan.new_record {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &view.namespace);
+        let patch =
+            json!({ "metadata": { "annotations": { ANNO_RESERVATION: kept.to_annotation() } } });
+        pods.patch(&view.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        ctx.metrics.bind("late");
+    }
+    for name in &plan.release {
+        if ignore_not_found(claim_api.delete(name, &Default::default()).await)?.is_some() {
+            ctx.metrics.release("zone_alternative");
+        }
+    }
+    if plan.late_bound {
+        ctx.event(
+            &pod_ref(&view.namespace, &view.name, Some(&view.uid)),
+            false,
+            "AddressReleased",
+            "LateBind",
+            format!(
+                "bound to node {}: kept {}, released {} zone alternative(s)",
+                view.node.clone().unwrap_or_default(),
+                plan.new_record
+                    .as_ref()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+                plan.release.len()
+            ),
+        )
+        .await;
+    }
+    for w in &plan.warnings {
+        ctx.event(
+            &pod_ref(&view.namespace, &view.name, Some(&view.uid)),
+            true,
+            w.reason,
+            "Bind",
+            w.note.clone(),
+        )
+        .await;
+    }
+    if !plan.recreate.is_empty() {
+        // The recreated claims get their status on the next pass.
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    Ok(Action::await_change())
+}
+
+async fn write_endpoint(
+    ctx: &Ctx,
+    view: &PodView,
+    desired: aipam_crds::endpoint::PodIPAllocation,
+    owner: (&str, &str),
+) -> Result<(), Error> {
+    let api: Api<SpiderEndpoint> = Api::namespaced(ctx.client.clone(), &view.namespace);
+    let owner_ref = OwnerReference {
+        api_version: "v1".to_string(),
+        kind: "Pod".to_string(),
+        name: view.name.clone(),
+        uid: view.uid.clone(),
+        controller: None,
+        block_owner_deletion: None,
+    };
+    // The cache may lag: work on the live object.
+    let live = ignore_not_found(api.get(&view.name).await)?;
+    match live {
+        None => {
+            let ep = SpiderEndpoint {
+                metadata: ObjectMeta {
+                    name: Some(view.name.clone()),
+                    namespace: Some(view.namespace.clone()),
+                    owner_references: Some(vec![owner_ref]),
+                    ..ObjectMeta::default()
+                },
+                spec: Default::default(),
+                status: Some(endpoint_status(None, desired, owner)),
+            };
+            api.create(&PostParams::default(), &ep).await?;
+            Ok(())
+        }
+        Some(mut ep) => {
+            if ep.status.as_ref().map(|s| &s.current) == Some(&desired) {
+                return Ok(());
+            }
+            ep.status = Some(endpoint_status(ep.status.as_ref(), desired, owner));
+            let refs = ep.metadata.owner_references.get_or_insert_with(Vec::new);
+            refs.retain(|r| !(r.kind == "Pod" && r.uid != view.uid));
+            if !refs.iter().any(|r| r.uid == view.uid) {
+                refs.push(owner_ref);
+            }
+            api.replace(&view.name, &PostParams::default(), &ep).await?;
+            Ok(())
+        }
+    }
+}

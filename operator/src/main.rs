@@ -1,0 +1,210 @@
+//! `aipam-operator`: the controllers, under a Lease.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aipam_core::config::{IpamConfig, CONFIGMAP_NAME};
+use aipam_operator::decide::Rules;
+use aipam_operator::leader::{Elector, LeaseConfig};
+use aipam_operator::{start, Metrics, Settings};
+use anyhow::Context;
+use clap::Parser;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::jiff::SignedDuration;
+use kube::Api;
+
+/// The aipam operator: binds admission-time reservations to their Pods, late binding for zone
+/// pools, release, garbage collection, pool counters and finalizer.
+#[derive(Parser, Debug)]
+#[command(name = "aipam-operator", version)]
+struct Args {
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "AIPAM_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    metrics_addr: SocketAddr,
+    /// Namespace of the leader-election Lease (and of the spiderpool-conf ConfigMap).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kube-system")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "aipam-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease (defaults to the Pod name, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Lease duration in seconds.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+    /// Renew deadline in seconds.
+    #[arg(long, default_value_t = 10)]
+    renew_deadline: u64,
+    /// Retry period in seconds.
+    #[arg(long, default_value_t = 2)]
+    retry_period: u64,
+    /// Run without leader election (a single replica only).
+    #[arg(long)]
+    no_leader_elect: bool,
+    /// Interval of the full garbage-collection scan, e.g. `300s`, `5m`.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    gc_interval: Duration,
+    /// Pool counters are recomputed at most this often, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    status_interval_ms: u64,
+    /// Namespace of the spiderpool-conf ConfigMap (defaults to the Lease namespace).
+    #[arg(long)]
+    config_namespace: Option<String>,
+    /// Overrides reservationGraceSeconds of spiderpool-conf.
+    #[arg(long)]
+    reservation_grace_seconds: Option<u64>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit (s, m, h)"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "ms" => return Ok(Duration::from_millis(n)),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+async fn read_config(client: &kube::Client, ns: &str) -> anyhow::Result<IpamConfig> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(CONFIGMAP_NAME).await? {
+        None => Ok(IpamConfig::default()),
+        Some(cm) => Ok(IpamConfig::from_configmap_data(
+            &cm.data.unwrap_or_else(BTreeMap::new),
+        )?),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client")?;
+    let cfg_ns = args
+        .config_namespace
+        .clone()
+        .unwrap_or_else(|| args.lease_namespace.clone());
+    let config = read_config(&client, &cfg_ns)
+        .await
+        .with_context(|| format!("reading ConfigMap {cfg_ns}/{CONFIGMAP_NAME}"))?;
+    let grace = args
+        .reservation_grace_seconds
+        .unwrap_or(config.reservation_grace_seconds);
+    let settings = Settings {
+        rules: Rules {
+            grace: SignedDuration::from_secs(i64::try_from(grace).unwrap_or(i64::MAX)),
+            stateful_set: config.enable_stateful_set,
+        },
+        gc_interval: args.gc_interval,
+        status_interval: Duration::from_millis(args.status_interval_ms),
+        ipam: config.clone(),
+        ..Settings::default()
+    };
+    let metrics = Metrics::new();
+    let server = tokio::spawn(metrics.clone().serve(args.metrics_addr));
+    tracing::info!(?settings, metrics = %args.metrics_addr, "starting");
+
+    let work = {
+        let client = client.clone();
+        let metrics = metrics.clone();
+        async move {
+            metrics.leader.set(1);
+            let mut running = start(client, settings, metrics).await;
+            running.wait().await;
+        }
+    };
+    let shutdown = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    if args.no_leader_elect {
+        metrics.set_ready(false);
+        tokio::select! {
+            _ = work => anyhow::bail!("a controller stopped"),
+            _ = shutdown => {}
+        }
+    } else {
+        let identity = args
+            .identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("aipam-operator-{}", std::process::id()));
+        let mut lc = LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity);
+        lc.lease_duration = Duration::from_secs(args.lease_duration);
+        lc.renew_deadline = Duration::from_secs(args.renew_deadline);
+        lc.retry_period = Duration::from_secs(args.retry_period);
+        let mut elector = Elector::new(client.clone(), lc);
+        // A standby replica is healthy and ready: it serves nothing but its metrics.
+        metrics.set_ready(true);
+        tokio::select! {
+            r = elector.lead(work) => match r {
+                Ok(()) => anyhow::bail!("a controller stopped"),
+                Err(lost) => {
+                    metrics.leader.set(0);
+                    // As client-go: a replica that lost the Lease exits and is restarted.
+                    return Err(lost.into());
+                }
+            },
+            _ = shutdown => {
+                let _ = elector.release().await;
+            }
+        }
+    }
+    server.abort();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn durations_read_with_units() {
+        assert_eq!(parse_duration("300").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let a = Args::try_parse_from([
+            "aipam-operator",
+            "--lease-namespace=aipam-system",
+            "--gc-interval=1m",
+            "--no-leader-elect",
+        ])
+        .unwrap();
+        assert_eq!(a.gc_interval, Duration::from_secs(60));
+        assert!(a.no_leader_elect);
+        assert_eq!(a.lease_name, "aipam-operator");
+    }
+}
