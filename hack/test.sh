@@ -18,5 +18,9 @@ cargo fmt --all --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The end-to-end scenarios run the webhook, operator and CNI binaries as processes.
+echo "== cargo build --bins"
+cargo build --workspace --bins --locked
+
 echo "== cargo test"
 cargo test --workspace --locked

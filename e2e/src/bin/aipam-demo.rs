@@ -1,0 +1,344 @@
+//! The local demo: the API stand-in, the webhook and the operator as processes, the sample
+//! manifests applied, Pods admitted (or refused), scheduled, and their addresses read back by
+//! the real CNI binary, then printed as `kubectl get` shows them. Leaves nothing running.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use aipam_core::reservation::{Reservation, ANNO_RESERVATION};
+use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool};
+use aipam_e2e::cni::{self, CniOutcome};
+use aipam_e2e::env::{describe, yaml_docs};
+use aipam_e2e::kubectl::kubectl;
+use aipam_e2e::sim::{run_workload, schedule};
+use aipam_e2e::{repo, wait_for, Env, Options};
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::Value;
+
+const INFRA_ORDER: &[&str] = &[
+    "Namespace",
+    "Node",
+    "ConfigMap",
+    "NetworkAttachmentDefinition",
+    "SpiderReservedIP",
+    "SpiderSubnet",
+    "SpiderIPPool",
+];
+
+fn sample_docs() -> Result<Vec<Value>> {
+    let mut files = Vec::new();
+    for scenario in ["zones", "priorities"] {
+        let dir = repo().join("config/samples").join(scenario);
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .with_context(|| format!("listing {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        entries.sort();
+        files.extend(entries);
+    }
+    let mut docs = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        docs.extend(yaml_docs(&f.display().to_string(), &text)?);
+    }
+    Ok(docs)
+}
+
+fn show(kubeconfig: &Path, title: &str, args: &[&str]) {
+    println!("\n$ kubectl {}    # {title}", args.join(" "));
+    match kubectl(kubeconfig, args) {
+        Some(Ok(out)) => print!("{out}"),
+        Some(Err(err)) => print!("(kubectl failed: {err})"),
+        None => println!(
+            "(kubectl is not installed; KUBECONFIG={})",
+            kubeconfig.display()
+        ),
+    }
+}
+
+/// Waits until the webhook's cache has every pool: a dry-run Pod naming a pool is no longer
+/// refused for "no SpiderIPPool of that name exists".
+async fn wait_pools_visible(env: &Env, pools: &[String]) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    for pool in pools {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"generateName": "probe-", "annotations": {
+                "ipam.spidernet.io/ippool": format!("{{\"ipv4\": [\"{pool}\"], \"ipv6\": [\"{pool}\"]}}")}},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}
+        }))?;
+        let pp = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        wait_for(
+            &format!("the webhook to see pool {pool}"),
+            Duration::from_secs(20),
+            || {
+                let api = api.clone();
+                let pod = pod.clone();
+                let pp = pp.clone();
+                async move {
+                    match api.create(&pp, &pod).await {
+                        Err(kube::Error::Api(e))
+                            if e.message.contains("no SpiderIPPool of that name exists") =>
+                        {
+                            None
+                        }
+                        _ => Some(()),
+                    }
+                }
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Waits until the operator's batched counters agree with the claims of every pool.
+async fn wait_counted(env: &Env, pools: &[String]) -> Result<()> {
+    let claims: Api<SpiderIPClaim> = Api::all(env.client.clone());
+    let api: Api<SpiderIPPool> = Api::all(env.client.clone());
+    wait_for(
+        "the operator's pool counters",
+        Duration::from_secs(20),
+        || {
+            let claims = claims.clone();
+            let api = api.clone();
+            async move {
+                let held = claims.list(&ListParams::default()).await.ok()?.items;
+                for name in pools {
+                    let pool = api.get(name).await.ok()?;
+                    let want = held.iter().filter(|c| c.spec.pool == *name).count() as i64;
+                    let status = pool.status?;
+                    (status.allocated_ip_count == Some(want) && status.total_ip_count.is_some())
+                        .then_some(())?;
+                }
+                Some(())
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    println!("aipam local demo: API stand-in + aipam-webhook + aipam-operator + the spiderpool CNI binary");
+    let env = Env::start(Options::default()).await.context(
+        "starting the environment (build the binaries first: cargo build --workspace --bins)",
+    )?;
+    let result = run(&env).await;
+    if result.is_err() {
+        eprintln!("--- aipam-webhook log ---\n{}", env.log("aipam-webhook"));
+        eprintln!("--- aipam-operator log ---\n{}", env.log("aipam-operator"));
+    }
+    env.stop().await;
+    result
+}
+
+async fn run(env: &Env) -> Result<()> {
+    let docs = sample_docs()?;
+    println!(
+        "\n== 1. Pools, namespaces, nodes and networks from config/samples (through the webhook)"
+    );
+    let mut pools = Vec::new();
+    for kind in INFRA_ORDER {
+        for d in docs
+            .iter()
+            .filter(|d| d.get("kind").and_then(Value::as_str) == Some(kind))
+        {
+            env.apply(d)
+                .await
+                .with_context(|| format!("applying {}", describe(d)))?;
+            println!("   created {}", describe(d));
+            if *kind == "SpiderIPPool" {
+                pools.push(
+                    d.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                );
+            }
+        }
+    }
+    wait_pools_visible(env, &pools).await?;
+
+    println!("\n== 2. Workloads: Pods admitted by the webhook (addresses reserved now) or refused");
+    let mut admitted: Vec<Pod> = Vec::new();
+    for d in docs.iter().filter(|d| {
+        matches!(
+            d.get("kind").and_then(Value::as_str),
+            Some("Pod" | "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job")
+        )
+    }) {
+        for outcome in run_workload(env, d).await? {
+            match outcome.result {
+                Ok(pod) => {
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    let reserved = pod
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(ANNO_RESERVATION))
+                        .and_then(|r| Reservation::parse(r).ok())
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "nothing reserved".to_string());
+                    println!(
+                        "   admitted {}/{name} ({}): {reserved}",
+                        outcome.namespace, outcome.workload
+                    );
+                    admitted.push(pod);
+                }
+                Err(msg) => println!(
+                    "   REFUSED  a Pod of {} in {}:\n            {}",
+                    outcome.workload,
+                    outcome.namespace,
+                    msg.replace('\n', "\n            ")
+                ),
+            }
+        }
+    }
+
+    println!("\n== 3. Scheduling (the Pod's required node affinity holds it to its zones' nodes)");
+    let mut spread: BTreeMap<String, usize> = BTreeMap::new();
+    for pod in &admitted {
+        let key = pod
+            .metadata
+            .owner_references
+            .as_ref()
+            .and_then(|o| o.first())
+            .map(|o| o.name.clone())
+            .unwrap_or_default();
+        let n = spread.entry(key).or_default();
+        let node = schedule(env, pod, *n).await?;
+        *n += 1;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match node {
+            Some(node) => println!(
+                "   {}/{name} -> {node}",
+                pod.metadata.namespace.clone().unwrap_or_default()
+            ),
+            None => println!(
+                "   {}/{name}: no node admits it",
+                pod.metadata.namespace.clone().unwrap_or_default()
+            ),
+        }
+    }
+
+    println!("\n== 4. CNI ADD through the real spiderpool binary (it reads the SpiderEndpoint)");
+    for pod in &admitted {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let eps: Api<SpiderEndpoint> = Api::namespaced(env.client.clone(), &ns);
+        // The operator fills the endpoint once the Pod is bound (late binding for zone pools).
+        let ep = wait_for(
+            &format!("the SpiderEndpoint of {ns}/{name}"),
+            Duration::from_secs(30),
+            || {
+                let eps = eps.clone();
+                let name = name.clone();
+                let uid = uid.clone();
+                async move {
+                    let ep = eps.get_opt(&name).await.ok()??;
+                    let cur = &ep.status.as_ref()?.current;
+                    (cur.uid == uid && !cur.ips.is_empty()).then_some(ep)
+                }
+            },
+        )
+        .await?;
+        for ifname in ep
+            .status
+            .iter()
+            .flat_map(|s| s.current.ips.iter().map(|i| i.nic.clone()))
+        {
+            match cni::run(env, "ADD", &ns, &name, &uid, &ifname)? {
+                CniOutcome::Ok(v) => {
+                    let ips: Vec<String> = v["ips"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|ip| {
+                                    format!(
+                                        "{} gw {}",
+                                        ip["address"].as_str().unwrap_or("?"),
+                                        ip["gateway"].as_str().unwrap_or("-")
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let routes = v["routes"].as_array().map(Vec::len).unwrap_or(0);
+                    println!(
+                        "   {ns}/{name} {ifname}: {} ({routes} route(s))",
+                        ips.join(", ")
+                    );
+                }
+                CniOutcome::Err(e) => bail!("CNI ADD for {ns}/{name} {ifname} failed: {e}"),
+            }
+        }
+    }
+
+    wait_counted(env, &pools).await?;
+    show(
+        &env.kubeconfig,
+        "pools, counted by the operator",
+        &["get", "spiderippool"],
+    );
+    show(
+        &env.kubeconfig,
+        "what each Pod holds",
+        &["get", "spiderendpoint", "-A"],
+    );
+    show(
+        &env.kubeconfig,
+        "one claim per reserved address",
+        &["get", "spideripclaims"],
+    );
+
+    println!("\n== 5. Release: deleting a Pod returns its addresses to the pool");
+    if let Some(pod) = admitted.iter().find(|p| {
+        p.metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|r| r.kind == "ReplicaSet"))
+    }) {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
+        api.delete(&name, &DeleteParams::default().grace_period(0))
+            .await?;
+        let claims: Api<SpiderIPClaim> = Api::all(env.client.clone());
+        wait_for(
+            &format!("the claims of {ns}/{name} to be released"),
+            Duration::from_secs(30),
+            || {
+                let claims = claims.clone();
+                let name = name.clone();
+                async move {
+                    let list = claims.list(&ListParams::default()).await.ok()?;
+                    (!list
+                        .items
+                        .iter()
+                        .any(|c| c.spec.pod_name.as_deref() == Some(name.as_str())))
+                    .then_some(())
+                }
+            },
+        )
+        .await?;
+        println!("   deleted {ns}/{name}; its claims are gone");
+        wait_counted(env, &pools).await?;
+        show(
+            &env.kubeconfig,
+            "counts after the release",
+            &["get", "spiderippool"],
+        );
+    }
+    println!("\nDone: everything stopped, nothing left running.");
+    Ok(())
+}

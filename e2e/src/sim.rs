@@ -1,0 +1,320 @@
+//! What a cluster's controllers and scheduler would do, done with the same API calls, for the
+//! stand-in (which stores workloads but runs no controllers). On a real cluster the workloads
+//! are created and the cluster makes the Pods.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aipam_core::affinity::{terms_match, NodeSelectorTerm, FIELD_NODE_NAME};
+use aipam_core::model::NodeInfo;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{json, Value};
+
+use crate::env::describe;
+use crate::{wait_for, Env, Error, Result};
+
+/// What became of one Pod a workload asked for.
+#[derive(Debug, Clone)]
+pub struct PodOutcome {
+    /// `Kind/name` of the workload.
+    pub workload: String,
+    /// Namespace.
+    pub namespace: String,
+    /// The stored Pod, or the admission refusal's message.
+    pub result: std::result::Result<Pod, String>,
+}
+
+fn fnv(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A 10-character hash in Kubernetes' "safe" alphabet, as pod-template-hash looks.
+fn template_hash(s: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut h = fnv(s);
+    (0..10)
+        .map(|_| {
+            let c = ALPHABET[(h % ALPHABET.len() as u64) as usize];
+            h /= ALPHABET.len() as u64;
+            char::from(c)
+        })
+        .collect()
+}
+
+fn owner_ref(obj: &kube::api::DynamicObject, api_version: &str, kind: &str) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": obj.metadata.name.clone().unwrap_or_default(),
+        "uid": obj.metadata.uid.clone().unwrap_or_default(),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+async fn create_pod(env: &Env, ns: &str, pod: Value, workload: &str) -> Result<PodOutcome> {
+    let pod: Pod = serde_json::from_value(pod).map_err(|e| Error::Manifest {
+        what: workload.to_string(),
+        problem: e.to_string(),
+    })?;
+    let api: Api<Pod> = Api::namespaced(env.client.clone(), ns);
+    let result = match api.create(&PostParams::default(), &pod).await {
+        Ok(p) => Ok(p),
+        Err(kube::Error::Api(e)) if (400..500).contains(&e.code) => Err(e.message),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(PodOutcome {
+        workload: workload.to_string(),
+        namespace: ns.to_string(),
+        result,
+    })
+}
+
+/// A Pod made from a template, as the workload's controller makes it.
+fn pod_from_template(template: &Value, meta: Value) -> Value {
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template.get("spec").cloned().unwrap_or(json!({}))});
+    let labels = template
+        .pointer("/metadata/labels")
+        .cloned()
+        .unwrap_or(json!({}));
+    let annotations = template
+        .pointer("/metadata/annotations")
+        .cloned()
+        .unwrap_or(json!({}));
+    if let Some(m) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+        let mut l = labels.as_object().cloned().unwrap_or_default();
+        if let Some(extra) = m.get("labels").and_then(Value::as_object) {
+            l.extend(extra.clone());
+        }
+        m.insert("labels".to_string(), Value::Object(l));
+        m.insert("annotations".to_string(), annotations);
+    }
+    pod
+}
+
+async fn nodes(env: &Env) -> Result<Vec<NodeInfo>> {
+    let api: Api<Node> = Api::all(env.client.clone());
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|n| NodeInfo {
+            name: n.metadata.name.unwrap_or_default(),
+            labels: n.metadata.labels.unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Creates a workload and the Pods its controller would create (stand-in), or just the
+/// workload and waits for its Pods (real cluster).
+pub async fn run_workload(env: &Env, doc: &Value) -> Result<Vec<PodOutcome>> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    let ns = doc
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let workload = format!("{kind}/{name}");
+    if kind == "Pod" {
+        return Ok(vec![create_pod(env, &ns, doc.clone(), &workload).await?]);
+    }
+    let stored = env.apply(doc).await?;
+    if env.real_cluster {
+        return wait_for_real_pods(env, doc, &ns, &workload).await;
+    }
+    let template = match kind {
+        "CronJob" => doc.pointer("/spec/jobTemplate/spec/template"),
+        _ => doc.pointer("/spec/template"),
+    }
+    .cloned()
+    .ok_or_else(|| Error::Manifest {
+        what: describe(doc),
+        problem: "no Pod template".to_string(),
+    })?;
+    let count = |p: &str| doc.pointer(p).and_then(Value::as_u64).unwrap_or(1);
+    let mut out = Vec::new();
+    match kind {
+        "Deployment" => {
+            let hash = template_hash(&format!("{ns}/{name}/{template}"));
+            let rs_name = format!("{name}-{hash}");
+            let mut rs_template = template.clone();
+            if let Some(l) = rs_template
+                .pointer_mut("/metadata/labels")
+                .and_then(Value::as_object_mut)
+            {
+                l.insert("pod-template-hash".to_string(), json!(hash));
+            }
+            let rs = json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": rs_name, "namespace": ns,
+                    "ownerReferences": [owner_ref(&stored, "apps/v1", "Deployment")]},
+                "spec": {"replicas": count("/spec/replicas"),
+                    "selector": doc.pointer("/spec/selector").cloned().unwrap_or(json!({})),
+                    "template": rs_template.clone()},
+            });
+            let rs = env.apply(&rs).await?;
+            for _ in 0..count("/spec/replicas") {
+                let meta = json!({"generateName": format!("{rs_name}-"), "namespace": ns,
+                    "ownerReferences": [owner_ref(&rs, "apps/v1", "ReplicaSet")]});
+                out.push(
+                    create_pod(env, &ns, pod_from_template(&rs_template, meta), &workload).await?,
+                );
+            }
+        }
+        "ReplicaSet" | "Job" => {
+            let n = if kind == "Job" {
+                count("/spec/parallelism")
+            } else {
+                count("/spec/replicas")
+            };
+            let api_version = if kind == "Job" { "batch/v1" } else { "apps/v1" };
+            for _ in 0..n {
+                let meta = json!({"generateName": format!("{name}-"), "namespace": ns,
+                    "ownerReferences": [owner_ref(&stored, api_version, kind)]});
+                out.push(
+                    create_pod(env, &ns, pod_from_template(&template, meta), &workload).await?,
+                );
+            }
+        }
+        "StatefulSet" => {
+            for i in 0..count("/spec/replicas") {
+                let pod_name = format!("{name}-{i}");
+                let meta = json!({"name": pod_name, "namespace": ns,
+                    "labels": {"statefulset.kubernetes.io/pod-name": pod_name},
+                    "ownerReferences": [owner_ref(&stored, "apps/v1", "StatefulSet")]});
+                out.push(
+                    create_pod(env, &ns, pod_from_template(&template, meta), &workload).await?,
+                );
+            }
+        }
+        "DaemonSet" => {
+            let selector: BTreeMap<String, String> = template
+                .pointer("/spec/nodeSelector")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            for node in nodes(env).await? {
+                if !selector.iter().all(|(k, v)| node.labels.get(k) == Some(v)) {
+                    continue;
+                }
+                // The DaemonSet controller pins each Pod with a required node affinity.
+                let mut t = template.clone();
+                let pin = json!({"nodeSelectorTerms": [{"matchFields": [
+                    {"key": FIELD_NODE_NAME, "operator": "In", "values": [node.name]}]}]});
+                if let Some(spec) = t.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.insert(
+                        "affinity".to_string(),
+                        json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": pin}}),
+                    );
+                }
+                let meta = json!({"generateName": format!("{name}-"), "namespace": ns,
+                    "ownerReferences": [owner_ref(&stored, "apps/v1", "DaemonSet")]});
+                out.push(create_pod(env, &ns, pod_from_template(&t, meta), &workload).await?);
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+async fn wait_for_real_pods(
+    env: &Env,
+    doc: &Value,
+    ns: &str,
+    workload: &str,
+) -> Result<Vec<PodOutcome>> {
+    let labels: BTreeMap<String, String> = doc
+        .pointer("/spec/template/metadata/labels")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let api: Api<Pod> = Api::namespaced(env.client.clone(), ns);
+    let lp = ListParams::default().labels(&selector.join(","));
+    let want = doc
+        .pointer("/spec/replicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(1) as usize;
+    let pods = wait_for(
+        &format!("Pods of {workload}"),
+        Duration::from_secs(120),
+        || {
+            let api = api.clone();
+            let lp = lp.clone();
+            async move {
+                let pods = api.list(&lp).await.ok()?.items;
+                (pods.len() >= want).then_some(pods)
+            }
+        },
+    )
+    .await?;
+    Ok(pods
+        .into_iter()
+        .map(|p| PodOutcome {
+            workload: workload.to_string(),
+            namespace: ns.to_string(),
+            result: Ok(p),
+        })
+        .collect())
+}
+
+fn required_terms(pod: &Pod) -> Vec<NodeSelectorTerm> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .and_then(|r| serde_json::to_value(&r.node_selector_terms).ok())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
+/// Places an unscheduled Pod on a node that its required node affinity and nodeSelector admit
+/// (the `spread`-th of them, to spread Pods over zones) and binds it, as the scheduler does.
+/// Returns the node, or `None` when no node admits the Pod.
+pub async fn schedule(env: &Env, pod: &Pod, spread: usize) -> Result<Option<String>> {
+    if let Some(n) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+        return Ok(Some(n));
+    }
+    let terms = required_terms(pod);
+    let selector = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_selector.clone())
+        .unwrap_or_default();
+    let fits: Vec<NodeInfo> = nodes(env)
+        .await?
+        .into_iter()
+        .filter(|n| terms_match(&terms, n))
+        .filter(|n| selector.iter().all(|(k, v)| n.labels.get(k) == Some(v)))
+        .collect();
+    if fits.is_empty() {
+        return Ok(None);
+    }
+    let node = fits[spread % fits.len()].name.clone();
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": name, "namespace": ns},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    let _: Value = api
+        .create_subresource("binding", &name, &PostParams::default(), &binding)
+        .await?;
+    Ok(Some(node))
+}
