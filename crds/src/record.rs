@@ -93,6 +93,24 @@ where
         .collect()
 }
 
+/// A Pod's required node affinity as the core's terms (empty when it has none).
+pub fn required_node_terms(
+    pod: &k8s_openapi::api::core::v1::Pod,
+) -> Vec<aipam_core::affinity::NodeSelectorTerm> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        // The two types have the same JSON shape.
+        .and_then(|r| serde_json::to_value(&r.node_selector_terms).ok())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
 /// One SpiderEndpoint entry per interface, in Spiderpool's shape.
 pub fn endpoint_ips(details: &[IpDetail]) -> Vec<IPAllocationDetail> {
     details

@@ -2,10 +2,11 @@
 //! stand-in (which stores workloads but runs no controllers). On a real cluster the workloads
 //! are created and the cluster makes the Pods.
 
+use aipam_crds::record::required_node_terms;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aipam_core::affinity::{terms_match, NodeSelectorTerm, FIELD_NODE_NAME};
+use aipam_core::affinity::{terms_match, FIELD_NODE_NAME};
 use aipam_core::model::NodeInfo;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
@@ -268,20 +269,6 @@ async fn wait_for_real_pods(
         .collect())
 }
 
-fn required_terms(pod: &Pod) -> Vec<NodeSelectorTerm> {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.affinity.as_ref())
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .and_then(|r| serde_json::to_value(&r.node_selector_terms).ok())
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default()
-}
-
 /// Places an unscheduled Pod on a node that its required node affinity and nodeSelector admit
 /// (the `spread`-th of them, to spread Pods over zones) and binds it, as the scheduler does.
 /// Returns the node, or `None` when no node admits the Pod.
@@ -289,7 +276,7 @@ pub async fn schedule(env: &Env, pod: &Pod, spread: usize) -> Result<Option<Stri
     if let Some(n) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
         return Ok(Some(n));
     }
-    let terms = required_terms(pod);
+    let terms = required_node_terms(pod);
     let selector = pod
         .spec
         .as_ref()

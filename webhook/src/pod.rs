@@ -8,6 +8,7 @@
 //! server has set the Pod's final name and UID; bind the claims to them and write the Pod's
 //! SpiderEndpoint. It never refuses.
 
+use aipam_crds::record::required_node_terms;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -127,20 +128,6 @@ fn pod_from(req: &AdmissionRequest<DynamicObject>) -> Result<(Pod, Value), Refus
     Ok((pod, raw))
 }
 
-fn required_terms(pod: &Pod) -> Vec<NodeSelectorTerm> {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.affinity.as_ref())
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .and_then(|r| serde_json::to_value(&r.node_selector_terms).ok())
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default()
-}
-
 /// The Pod's node when admission knows it: `spec.nodeName`, or the node a DaemonSet Pod is
 /// pinned to by its required node affinity.
 pub fn known_node(pod: &Pod) -> Option<String> {
@@ -152,7 +139,7 @@ pub fn known_node(pod: &Pod) -> Option<String> {
     {
         return Some(n);
     }
-    affinity::pinned_node(&required_terms(pod))
+    affinity::pinned_node(&required_node_terms(pod))
 }
 
 fn pod_name(pod: &Pod) -> Option<String> {
@@ -856,7 +843,7 @@ fn zone_affinity(
     record: &Reservation,
     snap: &Snapshot,
 ) -> Result<Option<Vec<NodeSelectorTerm>>, Refused> {
-    let mut required = required_terms(pod);
+    let mut required = required_node_terms(pod);
     let mut changed = false;
     for i in &record.interfaces {
         for list in [&i.ipv4, &i.ipv6] {
