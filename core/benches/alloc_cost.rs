@@ -1,0 +1,123 @@
+//! Allocation cost against pool size and fullness: `cargo bench -p aipam-core --bench alloc_cost`.
+//!
+//! One "allocation" is what the webhook does per address: compute the pool's allocatable set,
+//! subtract the addresses in use, pick one (`aipam_core::alloc::pick`). Pools of /24, /16, /8 IPv4
+//! and /64 IPv6; in use: none, half and 99% of the pool as one contiguous block (what sequential
+//! filling gives), and 10,000 / 100,000 scattered addresses (what random picking gives; the cost
+//! follows the number of holes, not the pool's size). Prints the median and p90 of 200 timed
+//! allocations per case and the ratio to the /24 of the same shape. Timing, not asserted: read the
+//! figures on a quiet machine.
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use aipam_core::alloc::{pick, seed_from};
+use aipam_core::model::Pool;
+use aipam_core::ranges::{ip_from_u128, ip_to_u128, IpFamily, IpSet};
+
+fn pool(cidr: &str) -> Pool {
+    let net: ipnet::IpNet = cidr.parse().unwrap_or_else(|_| panic!("bad CIDR {cidr}"));
+    Pool::new("bench", net, IpSet::from_net(&net))
+}
+
+fn used_contiguous(p: &Pool, fraction: f64) -> IpSet {
+    let all = p.allocatable(&IpSet::new());
+    let n = (all.len() as f64 * fraction) as u128;
+    if n == 0 {
+        return IpSet::new();
+    }
+    let (Some(first), Some(last)) = (all.nth(0), all.nth(n - 1)) else {
+        return IpSet::new();
+    };
+    IpSet::from_ranges([
+        aipam_core::ranges::IpRange::new(first, last).unwrap_or_else(|_| panic!("range"))
+    ])
+    .unwrap_or_default()
+}
+
+fn used_scattered(p: &Pool, count: u64) -> IpSet {
+    let all = p.allocatable(&IpSet::new());
+    let len = all.len();
+    if u128::from(count) * 2 > len {
+        // Cannot scatter that many in this pool: report it as not applicable.
+        return all;
+    }
+    let step = (len / u128::from(count + 1)).max(2);
+    let base = all.nth(0).map(|a| ip_to_u128(&a)).unwrap_or(0);
+    let fam = p.family;
+    IpSet::from_addrs((1..=u128::from(count)).filter_map(|i| {
+        let off = (i * step).min(len - 1);
+        ip_from_u128(fam, base + off)
+    }))
+    .unwrap_or_default()
+}
+
+/// How the addresses in use are laid out in a pool.
+type UsedShape = Box<dyn Fn(&Pool) -> IpSet>;
+
+fn time_case(p: &Pool, used: &IpSet) -> (f64, f64) {
+    let reserved = IpSet::new();
+    let mut samples: Vec<f64> = Vec::with_capacity(200);
+    for i in 0u64..220 {
+        let t = Instant::now();
+        let allocatable = p.allocatable(&reserved);
+        let ip: Option<IpAddr> = pick(&allocatable, used, None, seed_from(&[&i.to_le_bytes()]));
+        black_box(ip);
+        let dt = t.elapsed().as_secs_f64() * 1e6;
+        if i >= 20 {
+            samples.push(dt);
+        }
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    (samples[samples.len() / 2], samples[samples.len() * 9 / 10])
+}
+
+fn main() {
+    let pools = ["10.0.0.0/24", "10.0.0.0/16", "10.0.0.0/8", "fd00::/64"];
+    let shapes: Vec<(&str, UsedShape)> = vec![
+        ("empty", Box::new(|_p: &Pool| IpSet::new())),
+        (
+            "half full (contiguous)",
+            Box::new(|p: &Pool| used_contiguous(p, 0.5)),
+        ),
+        (
+            "99% full (contiguous)",
+            Box::new(|p: &Pool| used_contiguous(p, 0.99)),
+        ),
+        ("200 scattered", Box::new(|p: &Pool| used_scattered(p, 200))),
+        (
+            "10,000 scattered",
+            Box::new(|p: &Pool| used_scattered(p, 10_000)),
+        ),
+        (
+            "100,000 scattered",
+            Box::new(|p: &Pool| used_scattered(p, 100_000)),
+        ),
+    ];
+    println!("allocation cost (allocatable - used, then pick), microseconds; ratio = median / median of the /24");
+    println!(
+        "{:<24} {:<14} {:>10} {:>10} {:>8}",
+        "in use", "pool", "median", "p90", "ratio"
+    );
+    for (shape, make) in &shapes {
+        let mut base: Option<f64> = None;
+        for cidr in pools {
+            let p = pool(cidr);
+            let used = make(&p);
+            if used.len() >= p.allocatable(&IpSet::new()).len() {
+                println!(
+                    "{shape:<24} {cidr:<14} {:>10} {:>10} {:>8}",
+                    "n/a", "(more than the pool)", ""
+                );
+                continue;
+            }
+            let (median, p90) = time_case(&p, &used);
+            let ratio = base.map(|b| median / b).unwrap_or(1.0);
+            if base.is_none() && p.family == IpFamily::V4 {
+                base = Some(median);
+            }
+            println!("{shape:<24} {cidr:<14} {median:>10.2} {p90:>10.2} {ratio:>8.2}");
+        }
+    }
+}
