@@ -36,7 +36,7 @@ impl Default for Options {
         Options {
             operator: true,
             reservation_grace_seconds: 30,
-            config_namespace: "kube-system".to_string(),
+            config_namespace: SYSTEM_NAMESPACE.to_string(),
         }
     }
 }

@@ -163,10 +163,20 @@ async fn through_the_api_stand_in() {
     let wh = Webhook::start(client.clone(), &certs, dir.path(), 0).await;
     server.set_webhook_service("aipam-system", "aipam-webhook", wh.addr);
     let bundle = base64::engine::general_purpose::STANDARD.encode(&certs.ca_pem);
-    let configs = std::fs::read_to_string(repo().join("config/webhook/webhooks.yaml"))
-        .unwrap()
-        .replace("caBundle: \"\"", &format!("caBundle: \"{bundle}\""));
-    server.apply_yaml(&configs).await.unwrap();
+    // The configurations as shipped, with this CA put into every clientConfig (the shipped
+    // files carry no caBundle: the cert Job or cert-manager's injector fills it in).
+    let text = std::fs::read_to_string(repo().join("config/webhook/webhooks.yaml")).unwrap();
+    for de in serde_yaml::Deserializer::from_str(&text) {
+        use serde::Deserialize;
+        let mut doc = Value::deserialize(de).unwrap();
+        if doc.is_null() {
+            continue;
+        }
+        for hook in doc["webhooks"].as_array_mut().unwrap() {
+            hook["clientConfig"]["caBundle"] = json!(bundle);
+        }
+        server.apply_object(doc).await.unwrap();
+    }
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "team-a");
     let claims: Api<SpiderIPClaim> = Api::all(client.clone());
