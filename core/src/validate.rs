@@ -733,10 +733,12 @@ pub fn validate_reserved_ip(draft: &ReservedIpDraft) -> Result<ReservedIp, Inval
     let ips = parse_list("spec.ips", &draft.ips, declared, None, &mut errs);
     let family = declared.or(ips.family());
     let Some(family) = family else {
-        errs.push(
-            "spec.ips",
-            "is empty: list the addresses to keep out of every pool",
-        );
+        if draft.ips.is_empty() || errs.0.is_empty() {
+            errs.push(
+                "spec.ips",
+                "is empty: list the addresses to keep out of every pool",
+            );
+        }
         return Err(Invalid {
             kind: "SpiderReservedIP",
             name: draft.name.clone(),

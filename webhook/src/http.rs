@@ -223,32 +223,35 @@ fn text(status: StatusCode, msg: String) -> Response {
         .into_response()
 }
 
-async fn handle<E: Effects>(app: Arc<App<E>>, hook: Hook, body: Bytes) -> Response {
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            app.metrics.admission(hook.path(), "error");
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not an AdmissionReview: {e}"),
-            );
-        }
-    };
+/// Decodes an AdmissionReview v1 request body as kube-apiserver sends it; the error is the
+/// plain-text answer (400) that says what is wrong with the body.
+pub fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+        .map_err(|e| format!("the body is not an AdmissionReview: {e}"))?;
     if review.types.api_version != META_API_VERSION_V1 || review.types.kind != META_KIND {
-        app.metrics.admission(hook.path(), "error");
-        return text(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "expected kind {META_KIND} apiVersion {META_API_VERSION_V1}, got kind {:?} apiVersion {:?}; set admissionReviewVersions: [v1]",
-                review.types.kind, review.types.api_version
-            ),
-        );
+        return Err(format!(
+            "expected kind {META_KIND} apiVersion {META_API_VERSION_V1}, got kind {:?} apiVersion {:?}; set admissionReviewVersions: [v1]",
+            review.types.kind, review.types.api_version
+        ));
     }
-    let req: AdmissionRequest<DynamicObject> = match review.try_into() {
+    let req: AdmissionRequest<DynamicObject> = review.try_into().map_err(
+        |_: kube::core::admission::ConvertAdmissionReviewError| {
+            "the AdmissionReview has no `request`: kube-apiserver sends the request to review in it"
+                .to_string()
+        },
+    )?;
+    if req.uid.is_empty() {
+        return Err("the AdmissionReview's request.uid is empty: kube-apiserver sets it to identify the review".to_string());
+    }
+    Ok(req)
+}
+
+async fn handle<E: Effects>(app: Arc<App<E>>, hook: Hook, body: Bytes) -> Response {
+    let req = match decode(&body) {
         Ok(r) => r,
-        Err(e) => {
+        Err(msg) => {
             app.metrics.admission(hook.path(), "error");
-            return text(StatusCode::BAD_REQUEST, e.to_string());
+            return text(StatusCode::BAD_REQUEST, msg);
         }
     };
     let resp = app.review(hook, &req).await;
