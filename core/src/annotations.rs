@@ -703,37 +703,48 @@ fn check_interfaces<'a>(
     Ok(())
 }
 
+/// A non-empty JSON list of per-interface entries (`ippools`, `subnets`), each read by
+/// `entry`; errors name the entry. `example` is what to write, shown when the shape is wrong.
+fn parse_entry_list<T>(
+    key: &str,
+    value: &str,
+    example: &str,
+    entry: impl Fn(&Value) -> Result<T, String>,
+) -> Result<Vec<T>, AnnotationError> {
+    let v = parse_json(key, value, example)?;
+    let Value::Array(items) = v else {
+        return Err(AnnotationError::new(
+            key,
+            format!("must be a JSON list, one entry per interface, e.g. {example}"),
+        ));
+    };
+    if items.is_empty() {
+        return Err(AnnotationError::new(
+            key,
+            format!("the list is empty: add one entry per interface, e.g. {example}"),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            entry(item).map_err(|p| AnnotationError::new(key, format!("entry {}: {p}", i + 1)))
+        })
+        .collect()
+}
+
 /// Parses `ipam.spidernet.io/ippools`: a non-empty JSON list, one entry per interface, with
 /// `interface`, `ipv4`, `ipv6`, `cleangateway` (older `ipv4pools`, `ipv6pools`, `defaultRoute`
 /// are read too). Every entry names its interface, or none does (Spiderpool then assigns the
 /// entries to the Pod's interfaces in order); no interface twice.
 pub fn parse_ippools(value: &str) -> Result<Vec<PoolRequest>, AnnotationError> {
     let key = ANNO_IPPOOLS;
-    let v = parse_json(
+    let out = parse_entry_list(
         key,
         value,
         "[{\"interface\": \"eth0\", \"ipv4\": [\"pool-a\"]}]",
+        |item| pool_request_from_object(item, true),
     )?;
-    let Value::Array(items) = v else {
-        return Err(AnnotationError::new(
-            key,
-            "must be a JSON list, one entry per interface, e.g. [{\"interface\": \"eth0\", \
-             \"ipv4\": [\"pool-a\"]}]",
-        ));
-    };
-    if items.is_empty() {
-        return Err(AnnotationError::new(
-            key,
-            "the list is empty: add one entry per interface, e.g. [{\"interface\": \"eth0\", \
-             \"ipv4\": [\"pool-a\"]}]",
-        ));
-    }
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let req = pool_request_from_object(item, true)
-            .map_err(|p| AnnotationError::new(key, format!("entry {}: {p}", i + 1)))?;
-        out.push(req);
-    }
     check_interfaces(
         out.iter()
             .enumerate()
@@ -819,31 +830,12 @@ pub fn parse_subnet(value: &str) -> Result<SubnetRequest, AnnotationError> {
 /// interface; no interface twice; no (first) subnet shared by two interfaces.
 pub fn parse_subnets(value: &str) -> Result<Vec<SubnetRequest>, AnnotationError> {
     let key = ANNO_SUBNETS;
-    let v = parse_json(
+    let out = parse_entry_list(
         key,
         value,
         "[{\"interface\": \"eth0\", \"ipv4\": [\"subnet-a\"]}]",
+        |item| subnet_request_from_object(item, true),
     )?;
-    let Value::Array(items) = v else {
-        return Err(AnnotationError::new(
-            key,
-            "must be a JSON list, one entry per interface, e.g. [{\"interface\": \"eth0\", \
-             \"ipv4\": [\"subnet-a\"]}]",
-        ));
-    };
-    if items.is_empty() {
-        return Err(AnnotationError::new(
-            key,
-            "the list is empty: add one entry per interface, e.g. [{\"interface\": \"eth0\", \
-             \"ipv4\": [\"subnet-a\"]}]",
-        ));
-    }
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let req = subnet_request_from_object(item, true)
-            .map_err(|p| AnnotationError::new(key, format!("entry {}: {p}", i + 1)))?;
-        out.push(req);
-    }
     check_interfaces(
         out.iter()
             .enumerate()
