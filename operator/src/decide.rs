@@ -511,6 +511,15 @@ pub fn plan_binding(
     let Some(record) = pod.reservation.as_ref() else {
         return plan;
     };
+    // The annotation is written by the webhook and the operator, but anyone who may update the
+    // Pod can rewrite it. So it only ever points at claims: a claim is this Pod's when it was
+    // made for this reservation, in this namespace, and is not bound to another Pod. Nothing is
+    // bound, released or recorded on the annotation's word alone.
+    let owns = |c: &SpiderIPClaim| {
+        c.spec.reservation == record.id
+            && c.spec.namespace == pod.namespace
+            && c.spec.pod_uid.as_deref().is_none_or(|u| u == pod.uid)
+    };
     let mut kept = record.clone();
     if record.is_provisional() {
         if let (Some(_), Some(node)) = (pod.node.as_ref(), node) {
@@ -518,10 +527,7 @@ pub fn plan_binding(
                 Some((k, released)) => {
                     for a in released {
                         let n = a.claim_name();
-                        if claims
-                            .get(&n)
-                            .is_some_and(|c| c.spec.reservation == record.id)
-                        {
+                        if claims.get(&n).is_some_and(owns) {
                             plan.release.push(n);
                         }
                     }
@@ -540,17 +546,46 @@ pub fn plan_binding(
         }
     }
     let settled = !kept.is_provisional();
+    // Addresses the endpoint already gives this Pod (written by the webhook or the operator,
+    // never by users): a claim of one of them that went missing is recreated, since the Pod
+    // may be using the address.
+    let recorded: Vec<String> = endpoint
+        .and_then(|e| e.status.as_ref())
+        .filter(|s| s.current.uid == pod.uid)
+        .map(|s| {
+            s.current
+                .ips
+                .iter()
+                .flat_map(|d| d.ipv4.iter().chain(d.ipv6.iter()))
+                .map(|a| a.split('/').next().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut disowned: Vec<ReservedAddress> = Vec::new();
     for a in kept.addresses() {
         let n = a.claim_name();
         match claims.get(&n) {
-            None => plan.recreate.push((n, a.clone())),
-            Some(c) if c.spec.reservation != record.id => plan.warnings.push(Warning {
-                reason: "AddressTaken",
-                note: format!(
-                    "address {} of pool {} is held by reservation {}, not this Pod's {}",
-                    a.address, a.pool, c.spec.reservation, record.id
-                ),
-            }),
+            None if recorded.contains(&a.address.to_string()) => plan.recreate.push((n, a.clone())),
+            None => {
+                plan.warnings.push(Warning {
+                    reason: "ClaimMissing",
+                    note: format!(
+                        "address {} of pool {} is named by the Pod's {} annotation but no claim holds it for this Pod; it is not given to the Pod",
+                        a.address, a.pool, ANNO_RESERVATION
+                    ),
+                });
+                disowned.push(a.clone());
+            }
+            Some(c) if !owns(c) => {
+                plan.warnings.push(Warning {
+                    reason: "AddressTaken",
+                    note: format!(
+                        "address {} of pool {} is held by reservation {}, not this Pod's {}",
+                        a.address, a.pool, c.spec.reservation, record.id
+                    ),
+                });
+                disowned.push(a.clone());
+            }
             Some(c) => {
                 let settle = settled && c.spec.provisional;
                 let set_pod = c.spec.pod_uid.as_deref() != Some(pod.uid.as_str())
@@ -569,6 +604,13 @@ pub fn plan_binding(
             }
         }
     }
+    // Only what the Pod holds goes into its endpoint.
+    for i in &mut kept.interfaces {
+        i.ipv4.retain(|a| !disowned.contains(a));
+        i.ipv6.retain(|a| !disowned.contains(a));
+    }
+    kept.interfaces
+        .retain(|i| !i.ipv4.is_empty() || !i.ipv6.is_empty());
     let ips = if settled {
         match kept.details(pools, &pod.routes) {
             Ok(d) => endpoint_ips(&d),

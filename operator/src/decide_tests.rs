@@ -625,10 +625,17 @@ fn binding_recreates_missing_claims_and_reports_taken_ones() {
         .reservation(&r)
         .node("n6")
         .view();
+    // A claim the endpoint already gives this Pod went missing: recreated.
+    let mut ep = mk_endpoint("ns", "web-1", "u1", t(0));
+    ep.status.as_mut().unwrap().current.ips = vec![aipam_crds::endpoint::IPAllocationDetail {
+        nic: "eth0".to_string(),
+        ipv4: Some("10.6.0.5/24".to_string()),
+        ..Default::default()
+    }];
     let plan = plan_binding(
         &pod,
         &BTreeMap::new(),
-        None,
+        Some(&ep),
         &pools(),
         Some(&node("n6", "z6")),
     );
@@ -640,6 +647,79 @@ fn binding_recreates_missing_claims_and_reports_taken_ones() {
     let plan = plan_binding(&pod, &other, None, &pools(), Some(&node("n6", "z6")));
     assert_eq!(plan.warnings[0].reason, "AddressTaken");
     assert!(plan.bind.is_empty());
+}
+
+#[test]
+fn a_rewritten_annotation_never_conjures_or_steals_an_address() {
+    // Anyone who may update the Pod can rewrite its annotation: to an address nobody holds...
+    let r = record("r-1", &[("p6", "10.6.0.5")]);
+    let pod = mk_pod("ns", "web-1", "u1")
+        .reservation(&r)
+        .node("n6")
+        .view();
+    let plan = plan_binding(
+        &pod,
+        &BTreeMap::new(),
+        None,
+        &pools(),
+        Some(&node("n6", "z6")),
+    );
+    assert!(
+        plan.recreate.is_empty(),
+        "no claim is made on the annotation's word"
+    );
+    assert_eq!(plan.warnings[0].reason, "ClaimMissing");
+    assert!(
+        plan.endpoint.unwrap().ips.is_empty(),
+        "nothing recorded for the CNI"
+    );
+    // ...to another Pod's reservation id and address (bound to that Pod)...
+    let victim = mk_claim("p6", "10.6.0.5", "ns", "r-1")
+        .pod("web-2", Some("u2"))
+        .bound()
+        .0;
+    let plan = plan_binding(
+        &pod,
+        &by_name(vec![victim.clone()]),
+        None,
+        &pools(),
+        Some(&node("n6", "z6")),
+    );
+    assert_eq!(plan.warnings[0].reason, "AddressTaken");
+    assert!(plan.bind.is_empty());
+    assert!(plan.endpoint.unwrap().ips.is_empty());
+    // ...or to another namespace's claim.
+    let elsewhere = mk_claim("p6", "10.6.0.5", "other-ns", "r-1").0;
+    let plan = plan_binding(
+        &pod,
+        &by_name(vec![elsewhere]),
+        None,
+        &pools(),
+        Some(&node("n6", "z6")),
+    );
+    assert_eq!(plan.warnings[0].reason, "AddressTaken");
+    // A zone record naming the victim's address as an alternative never releases it.
+    let zones = Reservation {
+        id: "r-1".to_string(),
+        interfaces: vec![aipam_core::reservation::ReservedInterface {
+            interface: "eth0".to_string(),
+            clean_gateway: None,
+            ipv4: vec![ra("p6", "10.6.0.5"), ra("p7", "10.7.0.5")],
+            ipv6: vec![],
+        }],
+    };
+    let attacker = mk_pod("ns", "web-1", "u1")
+        .reservation(&zones)
+        .node("n7")
+        .view();
+    let plan = plan_binding(
+        &attacker,
+        &by_name(vec![victim]),
+        None,
+        &pools(),
+        Some(&node("n7", "z7")),
+    );
+    assert!(plan.release.is_empty(), "{:?}", plan.release);
 }
 
 #[test]
