@@ -1013,21 +1013,6 @@ pub fn reservation_set(fs: &FamilySelection) -> &[Candidate] {
     }
 }
 
-/// Once the Pod's node is known: the first candidate that serves it, as Spiderpool would have
-/// picked at CNI ADD.
-pub fn choose_for_node<'c>(
-    candidates: &'c [Candidate],
-    pools: &BTreeMap<String, Pool>,
-    node: &NodeInfo,
-) -> Option<&'c Candidate> {
-    candidates.iter().find(|c| {
-        !c.zone
-            || pools
-                .get(&c.pool)
-                .is_some_and(|p| pool_serves_node(p, node).unwrap_or(false))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -1209,17 +1194,31 @@ mod tests {
         assert_eq!(pools_of(&s, 0, 0), vec!["test-ippool-6", "test-ippool-7"]);
         assert!(fs.candidates.iter().all(|c| c.zone));
         assert_eq!(reservation_set(fs).len(), 2);
-        // Once bound, the reservation matching the node is kept.
-        assert_eq!(
-            choose_for_node(&fs.candidates, &w.pools, &n6).unwrap().pool,
-            "test-ippool-6"
-        );
-        assert_eq!(
-            choose_for_node(&fs.candidates, &w.pools, &n7).unwrap().pool,
-            "test-ippool-7"
-        );
+        // Once bound, the reservation matching the node is kept (as the operator resolves it).
+        let record = crate::reservation::Reservation {
+            id: "r".to_string(),
+            interfaces: vec![crate::reservation::ReservedInterface {
+                interface: "eth0".to_string(),
+                clean_gateway: None,
+                ipv4: reservation_set(fs)
+                    .iter()
+                    .map(|c| crate::reservation::ReservedAddress {
+                        pool: c.pool.clone(),
+                        address: w.pools[&c.pool].ips.first().unwrap(),
+                    })
+                    .collect(),
+                ipv6: vec![],
+            }],
+        };
+        let kept_pool = |n: &NodeInfo| {
+            record
+                .resolve_for_node(&w.pools, n)
+                .map(|(kept, _)| kept.interfaces[0].ipv4[0].pool.clone())
+        };
+        assert_eq!(kept_pool(&n6).unwrap(), "test-ippool-6");
+        assert_eq!(kept_pool(&n7).unwrap(), "test-ippool-7");
         let n8 = mk_node("elsewhere", &[("node-subnet", "subnet-8")]);
-        assert_eq!(choose_for_node(&fs.candidates, &w.pools, &n8), None);
+        assert_eq!(kept_pool(&n8), None);
     }
 
     #[test]
