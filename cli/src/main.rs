@@ -1,7 +1,11 @@
 //! `aipamctl`: the command-line tool for cluster admins and GitOps pipelines.
 
+mod cluster;
+mod inspect;
 mod manifests;
 mod plan;
+mod status;
+mod table;
 mod validate;
 
 use std::io::Write;
@@ -15,7 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "aipamctl",
     version,
-    about = "Admission-time IPAM for underlay networks (Spiderpool-compatible): offline checks for pool manifests"
+    about = "Admission-time IPAM for underlay networks (Spiderpool-compatible): offline checks for pool manifests, status and inspection of a cluster"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,6 +32,8 @@ enum Output {
     Text,
     /// One JSON document.
     Json,
+    /// One YAML document.
+    Yaml,
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,6 +63,104 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Against a cluster: pools with used/free/total (counted from the live SpiderIPClaims and
+    /// checked against the pools' status), SpiderEndpoints per namespace, reservations not yet
+    /// bound to a Pod, and what the operator's collector will reclaim, with why.
+    Status {
+        #[command(flatten)]
+        cluster: cluster::ClusterArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Against a cluster: the selection trace for one Pod (which rule chose which pools, why
+    /// each other pool was excluded) and what it holds (claims, endpoint). Exits 1 when the Pod
+    /// does not exist.
+    Inspect {
+        /// The Pod's name.
+        pod: String,
+        /// The Pod's namespace (default: the kubeconfig context's namespace).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        cluster: cluster::ClusterArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+/// Writes `value` as JSON or YAML, or `text` for the human format.
+fn emit<T: serde::Serialize>(
+    output: Output,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, value)?;
+            writeln!(out)?;
+        }
+        Output::Yaml => serde_yaml::to_writer(&mut out, value)?,
+        Output::Text => write!(out, "{}", text())?,
+    }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn pod_owner(
+    client: &kube::Client,
+    snap: &cluster::Snapshot,
+    pod: &k8s_openapi::api::core::v1::Pod,
+) -> Option<aipam_core::model::Owner> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let r = pod
+        .metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))?;
+    let mut owner = aipam_core::model::Owner {
+        api_version: r.api_version.clone(),
+        kind: r.kind.clone(),
+        name: r.name.clone(),
+        uid: r.uid.clone(),
+        replicas: None,
+    };
+    if r.kind == "StatefulSet" {
+        owner.replicas = snap
+            .stateful_sets
+            .iter()
+            .find(|s| {
+                s.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && s.metadata.name.as_deref() == Some(r.name.as_str())
+            })
+            .and_then(|s| s.spec.as_ref().and_then(|x| x.replicas))
+            .and_then(|n| u64::try_from(n).ok());
+    }
+    if let Some((kind, name, uid, replicas)) =
+        cluster::top_controller(client, &ns, &r.kind, &r.name).await
+    {
+        owner = aipam_core::model::Owner {
+            api_version: if kind == "Deployment" {
+                "apps/v1"
+            } else {
+                "batch/v1"
+            }
+            .to_string(),
+            kind,
+            name,
+            uid,
+            replicas,
+        };
+    }
+    Some(owner)
 }
 
 fn load(paths: &[PathBuf]) -> Result<(Vec<manifests::Document>, String)> {
@@ -93,6 +197,7 @@ fn run() -> Result<ExitCode> {
                     serde_json::to_writer_pretty(&mut out, &report)?;
                     writeln!(out)?;
                 }
+                Output::Yaml => serde_yaml::to_writer(&mut out, &report)?,
                 Output::Text => print_text(&mut out, &source, &report)?,
             }
             Ok(if report.invalid() == 0 {
@@ -104,18 +209,63 @@ fn run() -> Result<ExitCode> {
         Command::Plan { paths, output } => {
             let (docs, source) = load(&paths)?;
             let plan = plan::plan(&docs);
-            let mut out = std::io::stdout().lock();
-            match output {
-                Output::Json => {
-                    serde_json::to_writer_pretty(&mut out, &plan)?;
-                    writeln!(out)?;
+            emit(output, &plan, || {
+                format!("Planning {source}\n\n{}", plan::render(&plan))
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { cluster, output } => {
+            let status = runtime()?.block_on(async {
+                let client = cluster::connect(&cluster).await?;
+                let snap = cluster::snapshot(&client, &cluster.config_namespace).await?;
+                Ok::<_, cluster::ClusterError>(status::status(
+                    &snap,
+                    k8s_openapi::jiff::Timestamp::now(),
+                ))
+            })?;
+            emit(output, &status, || status::render(&status))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect {
+            pod,
+            namespace,
+            cluster,
+            output,
+        } => {
+            let found = runtime()?.block_on(async {
+                let client = cluster::connect(&cluster).await?;
+                let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+                let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                    kube::Api::namespaced(client.clone(), &ns);
+                let Some(live) =
+                    api.get_opt(&pod)
+                        .await
+                        .map_err(|source| cluster::ClusterError::Request {
+                            what: format!("read Pod {ns}/{pod}"),
+                            source,
+                        })?
+                else {
+                    return Ok(Err(format!("Pod {ns}/{pod} not found")));
+                };
+                let snap = cluster::snapshot(&client, &cluster.config_namespace).await?;
+                let owner = pod_owner(&client, &snap, &live).await;
+                Ok::<_, cluster::ClusterError>(Ok(inspect::inspect(
+                    &snap,
+                    &live,
+                    owner,
+                    k8s_openapi::jiff::Timestamp::now(),
+                )))
+            })?;
+            match found {
+                Ok(i) => {
+                    emit(output, &i, || inspect::render(&i))?;
+                    Ok(ExitCode::SUCCESS)
                 }
-                Output::Text => {
-                    writeln!(out, "Planning {source}\n")?;
-                    write!(out, "{}", plan::render(&plan))?;
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
                 }
             }
-            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::manifests::{string_map, Document};
+use crate::table::table;
 
 /// One address of one interface.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -605,30 +606,6 @@ pub fn render(plan: &Plan) -> String {
     }
     for s in &plan.skipped {
         out.push_str(&format!("skipped: {s}\n"));
-    }
-    out
-}
-
-fn table(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, s)| format!("{s:<w$}", w = widths[i]))
-            .collect();
-        out.push_str(line.join("   ").trim_end());
-        out.push('\n');
     }
     out
 }

@@ -1,0 +1,286 @@
+//! Reading a live cluster: the client from a kubeconfig, and one snapshot of the objects that
+//! `status` and `inspect` look at (listed once, then judged by pure functions).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use aipam_core::config::{IpamConfig, CONFIGMAP_NAME};
+use aipam_core::model::{NamespaceInfo, NodeInfo, Pool};
+use aipam_core::ranges::{IpFamily, IpSet};
+use aipam_core::validate::{validate_pool, validate_reserved_ip};
+use aipam_crds::convert::{pool_draft, reserved_ip_draft};
+use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool, SpiderReservedIP};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// Where the cluster is and how to read it.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then the
+    /// in-cluster service account).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Namespace of the spiderpool-conf ConfigMap.
+    #[arg(long, default_value = "aipam-system")]
+    pub config_namespace: String,
+}
+
+/// Why the cluster could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The kubeconfig could not be read or used.
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(String),
+    /// A request failed.
+    #[error("cannot {what}: {source}")]
+    Request {
+        /// What was being read.
+        what: String,
+        /// The client's error.
+        source: kube::Error,
+    },
+    /// The spiderpool-conf ConfigMap is invalid.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A client from the arguments: `--kubeconfig` (else `KUBECONFIG`, `~/.kube/config`, in-cluster)
+/// and `--context`.
+pub async fn connect(args: &ClusterArgs) -> Result<Client, ClusterError> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| ClusterError::Kubeconfig(format!("{}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| ClusterError::Kubeconfig(format!("{}: {e}", path.display())))?
+        }
+        None if args.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| ClusterError::Kubeconfig(e.to_string()))?,
+        None => Config::infer()
+            .await
+            .map_err(|e| ClusterError::Kubeconfig(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| ClusterError::Kubeconfig(e.to_string()))
+}
+
+fn request(what: &str) -> impl FnOnce(kube::Error) -> ClusterError + '_ {
+    move |source| ClusterError::Request {
+        what: what.to_string(),
+        source,
+    }
+}
+
+async fn list_all<K>(client: &Client, what: &str) -> Result<Vec<K>, ClusterError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(client.clone());
+    Ok(api
+        .list(&ListParams::default())
+        .await
+        .map_err(request(&format!("list {what}")))?
+        .items)
+}
+
+/// Everything `status` and `inspect` read, listed once.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// SpiderIPPools.
+    pub pools: Vec<SpiderIPPool>,
+    /// SpiderIPClaims.
+    pub claims: Vec<SpiderIPClaim>,
+    /// SpiderEndpoints.
+    pub endpoints: Vec<SpiderEndpoint>,
+    /// SpiderReservedIPs.
+    pub reserved: Vec<SpiderReservedIP>,
+    /// Pods (every namespace).
+    pub pods: Vec<Pod>,
+    /// Nodes.
+    pub nodes: Vec<Node>,
+    /// StatefulSets (every namespace).
+    pub stateful_sets: Vec<StatefulSet>,
+    /// Namespaces.
+    pub namespaces: Vec<Namespace>,
+    /// The `spiderpool-conf` data, when the ConfigMap exists.
+    pub config: Option<BTreeMap<String, String>>,
+    /// NetworkAttachmentDefinitions' `spec.config` by (namespace, name); empty when Multus is
+    /// not installed.
+    pub networks: BTreeMap<(String, String), String>,
+}
+
+/// Lists what `status` and `inspect` need.
+pub async fn snapshot(client: &Client, config_namespace: &str) -> Result<Snapshot, ClusterError> {
+    let cm: Api<ConfigMap> = Api::namespaced(client.clone(), config_namespace);
+    let config = cm
+        .get_opt(CONFIGMAP_NAME)
+        .await
+        .map_err(request(&format!(
+            "read ConfigMap {config_namespace}/{CONFIGMAP_NAME}"
+        )))?
+        .map(|c| c.data.unwrap_or_default());
+    let gvk = GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition");
+    let nad_api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
+    // Absent when Multus is not installed: then no Pod can name a network.
+    let networks = nad_api
+        .list(&ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .map(|n| {
+                    let key = (
+                        n.metadata.namespace.clone().unwrap_or_default(),
+                        n.metadata.name.clone().unwrap_or_default(),
+                    );
+                    let conf = n
+                        .data
+                        .pointer("/spec/config")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    (key, conf)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Snapshot {
+        pools: list_all(client, "SpiderIPPools").await?,
+        claims: list_all(client, "SpiderIPClaims").await?,
+        endpoints: list_all(client, "SpiderEndpoints").await?,
+        reserved: list_all(client, "SpiderReservedIPs").await?,
+        pods: list_all(client, "Pods").await?,
+        nodes: list_all(client, "Nodes").await?,
+        stateful_sets: list_all(client, "StatefulSets").await?,
+        namespaces: list_all(client, "Namespaces").await?,
+        config,
+        networks,
+    })
+}
+
+/// The controller above a ReplicaSet or Job, as the webhook resolves it: (kind, name, uid,
+/// replicas of the direct controller).
+pub async fn top_controller(
+    client: &Client,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+) -> Option<(String, String, String, Option<u64>)> {
+    let (meta, replicas) = match kind {
+        "ReplicaSet" => {
+            let api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+            let rs = api.get_opt(name).await.ok()??;
+            let r = rs
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .and_then(|r| u64::try_from(r).ok());
+            (rs.metadata, r)
+        }
+        "Job" => {
+            let api: Api<Job> = Api::namespaced(client.clone(), namespace);
+            let job = api.get_opt(name).await.ok()??;
+            let r = job
+                .spec
+                .as_ref()
+                .and_then(|s| s.parallelism)
+                .and_then(|r| u64::try_from(r).ok());
+            (job.metadata, r)
+        }
+        _ => return None,
+    };
+    let top = meta
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .find(|r| r.controller == Some(true) && (r.kind == "Deployment" || r.kind == "CronJob"))?;
+    Some((top.kind, top.name, top.uid, replicas))
+}
+
+impl Snapshot {
+    /// The cluster configuration (defaults when the ConfigMap is absent).
+    pub fn ipam_config(&self) -> Result<IpamConfig, ClusterError> {
+        match &self.config {
+            None => Ok(IpamConfig::default()),
+            Some(data) => IpamConfig::from_configmap_data(data)
+                .map_err(|e| ClusterError::Config(e.to_string())),
+        }
+    }
+
+    /// Valid pools as the core sees them, and the invalid ones with why.
+    pub fn core_pools(&self) -> (BTreeMap<String, Pool>, Vec<(String, String)>) {
+        let mut ok = BTreeMap::new();
+        let mut bad = Vec::new();
+        for p in &self.pools {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            match pool_draft(p)
+                .map_err(|e| e.to_string())
+                .and_then(|d| validate_pool(&d).map_err(|e| e.to_string()))
+            {
+                Ok(pool) => {
+                    ok.insert(pool.name.clone(), pool);
+                }
+                Err(e) => bad.push((name, e)),
+            }
+        }
+        (ok, bad)
+    }
+
+    /// The SpiderReservedIP addresses of one family.
+    pub fn reserved_set(&self, family: IpFamily) -> IpSet {
+        let mut out = IpSet::new();
+        for r in &self.reserved {
+            if let Ok(r) = validate_reserved_ip(&reserved_ip_draft(r)) {
+                if r.family == family {
+                    if let Ok(u) = out.union(&r.ips) {
+                        out = u;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Nodes as the core sees them.
+    pub fn core_nodes(&self) -> Vec<NodeInfo> {
+        self.nodes
+            .iter()
+            .map(|n| NodeInfo {
+                name: n.metadata.name.clone().unwrap_or_default(),
+                labels: n.metadata.labels.clone().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// A namespace as the core sees it (labels include `kubernetes.io/metadata.name`).
+    pub fn namespace_info(&self, name: &str) -> NamespaceInfo {
+        let ns = self
+            .namespaces
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(name));
+        let mut labels = ns
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        labels.insert("kubernetes.io/metadata.name".to_string(), name.to_string());
+        NamespaceInfo {
+            name: name.to_string(),
+            labels,
+            annotations: ns
+                .and_then(|n| n.metadata.annotations.clone())
+                .unwrap_or_default(),
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! `aipamctl status` and `aipamctl inspect` run as processes against the API stand-in, with
+//! pools, claims, endpoints and Pods created directly (no webhook, no operator): the figures and
+//! reasons a user reads.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use aipam_apiserver::{ApiServer, ApiServerHandle, ServerOptions};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+struct Cluster {
+    server: ApiServerHandle,
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+const OBJECTS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a, labels: {team: a}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-1, labels: {zone: a}}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: small-v4}
+spec: {subnet: 10.1.0.0/24, ips: [10.1.0.10-10.1.0.13]}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: team-b-v4}
+spec:
+  subnet: 10.2.0.0/24
+  ips: [10.2.0.10-10.2.0.19]
+  namespaceAffinity: {matchLabels: {team: b}}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: zone-b-v4}
+spec:
+  subnet: 10.3.0.0/24
+  ips: [10.3.0.10-10.3.0.109]
+  nodeAffinity: {matchLabels: {zone: b}}
+"#;
+
+fn claim(
+    name: &str,
+    pool: &str,
+    addr: &str,
+    reservation: &str,
+    pod: Option<(&str, &str)>,
+) -> Value {
+    let mut spec = json!({
+        "pool": pool, "address": addr, "ipVersion": 4, "interface": "eth0",
+        "namespace": "team-a", "reservation": reservation,
+    });
+    if let Some((name, uid)) = pod {
+        spec["podName"] = json!(name);
+        spec["podUID"] = json!(uid);
+    }
+    json!({
+        "apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderIPClaim",
+        "metadata": {"name": name}, "spec": spec,
+    })
+}
+
+/// Pools, a Pod `web` holding one bound address, a claim bound to a Pod that is gone, a young
+/// reservation no Pod carries yet, and an endpoint whose Pod is gone.
+async fn cluster() -> Cluster {
+    let server = ApiServer::start(ServerOptions {
+        crd_dir: Some(repo().join("config/crd")),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    server.apply_yaml(OBJECTS).await.unwrap();
+    let pod = server
+        .apply_object(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "web", "namespace": "team-a",
+                "annotations": {
+                    "ipam.spidernet.io/ippool": "{\"ipv4\": [\"team-b-v4\", \"zone-b-v4\", \"small-v4\"]}",
+                    "aipam.io/reservation": "{\"id\":\"r-web\",\"interfaces\":[{\"interface\":\"eth0\",\"ipv4\":[{\"pool\":\"small-v4\",\"address\":\"10.1.0.10\"}]}]}"
+                }
+            },
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "x"}]}
+        }))
+        .await
+        .unwrap();
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    server
+        .apply_object(claim(
+            "small-v4.10.1.0.10",
+            "small-v4",
+            "10.1.0.10",
+            "r-web",
+            Some(("web", &uid)),
+        ))
+        .await
+        .unwrap();
+    server
+        .apply_object(claim(
+            "small-v4.10.1.0.11",
+            "small-v4",
+            "10.1.0.11",
+            "r-old",
+            Some(("old", "uid-old")),
+        ))
+        .await
+        .unwrap();
+    server
+        .apply_object(claim(
+            "small-v4.10.1.0.12",
+            "small-v4",
+            "10.1.0.12",
+            "r-new",
+            None,
+        ))
+        .await
+        .unwrap();
+    let client = server.in_process_client();
+    let claims: Api<aipam_crds::SpiderIPClaim> = Api::all(client.clone());
+    for (name, node) in [
+        ("small-v4.10.1.0.10", "node-1"),
+        ("small-v4.10.1.0.11", "node-1"),
+    ] {
+        claims
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": "Bound", "node": node}})),
+            )
+            .await
+            .unwrap();
+    }
+    // The operator's last count, which lags behind the claims.
+    let pools: Api<aipam_crds::SpiderIPPool> = Api::all(client);
+    pools
+        .patch_status(
+            "small-v4",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"allocatedIPCount": 1, "totalIPCount": 4}})),
+        )
+        .await
+        .unwrap();
+    for (name, pod_uid, ip) in [
+        ("web", uid.as_str(), "10.1.0.10/24"),
+        ("old", "uid-old", "10.1.0.11/24"),
+    ] {
+        server
+            .apply_object(json!({
+                "apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderEndpoint",
+                "metadata": {"name": name, "namespace": "team-a"},
+                "status": {
+                    "current": {"uid": pod_uid, "node": "node-1", "ips": [
+                        {"interface": "eth0", "ipv4": ip, "ipv4Pool": "small-v4", "vlan": 0}
+                    ]},
+                    "ownerControllerType": "Pod", "ownerControllerName": name
+                }
+            }))
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    Cluster {
+        server,
+        _dir: dir,
+        kubeconfig,
+    }
+}
+
+/// Runs the built binary (blocking, off the server's runtime threads).
+async fn aipamctl(args: &[&str], env_kubeconfig: Option<&Path>) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env = env_kubeconfig.map(Path::to_path_buf);
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aipamctl"));
+        cmd.args(&args).env_remove("KUBECONFIG");
+        if let Some(p) = env {
+            cmd.env("KUBECONFIG", p);
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_claims_and_names_what_the_collector_will_reclaim() {
+    let c = cluster().await;
+    let kc = c.kubeconfig.to_str().unwrap();
+    let json_out = stdout(&aipamctl(&["status", "--kubeconfig", kc, "-o", "json"], None).await);
+    let s: Value = serde_json::from_str(&json_out).unwrap();
+    let small = s["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "small-v4")
+        .unwrap();
+    assert_eq!(small["used"], 3);
+    assert_eq!(small["bound"], 2);
+    assert_eq!(small["free"], 1);
+    assert_eq!(small["total"], 4);
+    assert_eq!(small["statusAllocated"], 1);
+    let zone = s["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "zone-b-v4")
+        .unwrap();
+    assert_eq!(
+        (zone["used"].as_u64(), zone["total"].as_u64()),
+        (Some(0), Some(100))
+    );
+    assert_eq!(
+        s["endpoints"],
+        json!([{"namespace": "team-a", "endpoints": 2, "ipv4": 2, "ipv6": 0}])
+    );
+    // Only the young reservation is unbound.
+    let unbound = s["unbound"].as_array().unwrap();
+    assert_eq!(unbound.len(), 1, "{unbound:?}");
+    assert_eq!(unbound[0]["claim"], "small-v4.10.1.0.12");
+    // The claim of the gone Pod goes at the next scan; the young one after the grace period;
+    // the endpoint of the gone Pod after its grace period too. The live Pod's claim stays.
+    let reclaim: Vec<(String, String, bool)> = s["reclaim"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["reason"].as_str().unwrap().to_string(),
+                r["notBefore"].is_null(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reclaim,
+        vec![
+            (
+                "small-v4.10.1.0.11".to_string(),
+                "pod_gone".to_string(),
+                true
+            ),
+            (
+                "small-v4.10.1.0.12".to_string(),
+                "never_appeared".to_string(),
+                false
+            ),
+            ("team-a/old".to_string(), "pod_absent".to_string(), false),
+        ]
+    );
+    assert!(s["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().starts_with(
+            "pool small-v4: status.allocatedIPCount is 1 but 3 SpiderIPClaim(s) hold its addresses"
+        )));
+
+    // The table a human reads, through KUBECONFIG this time.
+    let text = stdout(&aipamctl(&["status"], Some(&c.kubeconfig)).await);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("small-v4"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        &cols[..6],
+        ["small-v4", "4", "10.1.0.0/24", "3", "1", "4"],
+        "{line}"
+    );
+    assert!(line.contains("[###############-----]  75%"), "{line}");
+    assert!(text.contains("its Pod is gone (pod_gone)"), "{text}");
+
+    // YAML carries the same document.
+    let yaml = stdout(&aipamctl(&["status", "--kubeconfig", kc, "-o", "yaml"], None).await);
+    let from_yaml: Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(from_yaml["pools"], s["pools"]);
+    c.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_shows_the_rule_the_exclusions_and_what_the_pod_holds() {
+    let c = cluster().await;
+    let kc = c.kubeconfig.to_str().unwrap();
+    let json_out = stdout(
+        &aipamctl(
+            &[
+                "inspect",
+                "web",
+                "-n",
+                "team-a",
+                "--kubeconfig",
+                kc,
+                "-o",
+                "json",
+            ],
+            None,
+        )
+        .await,
+    );
+    let i: Value = serde_json::from_str(&json_out).unwrap();
+    assert_eq!(i["node"], "node-1");
+    assert_eq!(i["reservation"], "r-web");
+    let eth0 = &i["interfaces"][0];
+    assert_eq!(eth0["interface"], "eth0");
+    assert_eq!(eth0["rule"], "Pod annotation ipam.spidernet.io/ippool");
+    let v4 = &eth0["families"][0];
+    // Free: 4 addresses, minus the two other claims (its own is not counted).
+    assert_eq!(
+        v4["candidates"],
+        json!([{"pool": "small-v4", "zone": false, "free": 2}])
+    );
+    assert_eq!(
+        v4["excluded"],
+        json!([
+            {"pool": "team-b-v4", "reason": "the namespace's labels do not match its spec.namespaceAffinity (team=b)"},
+            {"pool": "zone-b-v4", "reason": "node node-1 does not match its spec.nodeAffinity (zone=b)"}
+        ])
+    );
+    assert_eq!(i["claims"].as_array().unwrap().len(), 1);
+    assert_eq!(i["claims"][0]["address"], "10.1.0.10");
+    assert_eq!(i["claims"][0]["phase"], "Bound");
+    assert_eq!(i["claims"][0]["outcome"], "kept");
+    assert_eq!(
+        i["endpoint"],
+        json!([{"interface": "eth0", "ipv4": "10.1.0.10/24 (small-v4)", "ipv6": null}])
+    );
+
+    let text = stdout(
+        &aipamctl(
+            &["inspect", "web", "-n", "team-a", "--kubeconfig", kc],
+            None,
+        )
+        .await,
+    );
+    assert!(
+        text.contains("interface eth0: pools from Pod annotation ipam.spidernet.io/ippool"),
+        "{text}"
+    );
+    assert!(
+        text.contains("IPv4 candidate 1: small-v4 (2 free)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("IPv4 excluded:    team-b-v4: the namespace's labels do not match its spec.namespaceAffinity (team=b)"),
+        "{text}"
+    );
+    assert!(text.contains("eth0: 10.1.0.10/24 (small-v4)"), "{text}");
+
+    // An absent Pod is an error the script can see.
+    let missing = aipamctl(
+        &["inspect", "nope", "-n", "team-a", "--kubeconfig", kc],
+        None,
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("Pod team-a/nope not found"));
+    c.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_explains_a_refusal_when_every_pool_is_excluded() {
+    let c = cluster().await;
+    c.server
+        .apply_object(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "stray", "namespace": "team-a",
+                "annotations": {"ipam.spidernet.io/ippool": "{\"ipv4\": [\"team-b-v4\"]}"}
+            },
+            "spec": {"containers": [{"name": "c", "image": "x"}]}
+        }))
+        .await
+        .unwrap();
+    let kc = c.kubeconfig.to_str().unwrap();
+    let text = stdout(
+        &aipamctl(
+            &["inspect", "stray", "-n", "team-a", "--kubeconfig", kc],
+            None,
+        )
+        .await,
+    );
+    assert!(
+        text.contains("A Pod like this one would be refused now:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("interface eth0: no IPv4 pool from Pod annotation ipam.spidernet.io/ippool can serve this Pod: pool team-b-v4: the namespace's labels do not match its spec.namespaceAffinity (team=b)"),
+        "{text}"
+    );
+    assert!(text.contains("no SpiderIPClaim"), "{text}");
+    c.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_kubeconfig_is_reported_not_panicked() {
+    let o = aipamctl(&["status", "--kubeconfig", "/nonexistent/kubeconfig"], None).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("kubeconfig: /nonexistent/kubeconfig"));
+}
