@@ -14,4 +14,5 @@ pub mod ranges;
 pub mod reservation;
 pub mod select;
 pub mod selector;
+pub mod usage;
 pub mod validate;

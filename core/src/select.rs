@@ -23,6 +23,7 @@ use crate::config::IpamConfig;
 use crate::model::{multus_name_matches, InterfaceRequest, NamespaceInfo, NodeInfo, PodInfo, Pool};
 use crate::ranges::{IpFamily, IpSet};
 use crate::selector::LabelSelector;
+use crate::usage::Usage;
 
 /// Everything selection looks at. Nothing is fetched: the caller reads it from the API (or a
 /// manifest directory) first.
@@ -43,8 +44,9 @@ pub struct SelectionInput<'a> {
     pub config: &'a IpamConfig,
     /// All SpiderIPPools by name.
     pub pools: &'a BTreeMap<String, Pool>,
-    /// Addresses already held, per pool (the claims).
-    pub used: &'a BTreeMap<String, IpSet>,
+    /// Addresses already held, per pool (the claims): a map of [`IpSet`]s or
+    /// [`crate::usage::UsedIndex`]es, or the webhook's cache.
+    pub used: &'a dyn Usage,
     /// Addresses of all SpiderReservedIPs, IPv4.
     pub reserved_v4: &'a IpSet,
     /// Addresses of all SpiderReservedIPs, IPv6.
@@ -970,12 +972,10 @@ fn check_pool(
     if allocatable.is_empty() {
         return Err(Reason::NoUsableAddress);
     }
-    if let Some(used) = input.used.get(&pool.name) {
-        if allocatable.difference(used).is_empty() {
-            return Err(Reason::Exhausted {
-                capacity: allocatable.len(),
-            });
-        }
+    if !input.used.has_free(&pool.name, &allocatable) {
+        return Err(Reason::Exhausted {
+            capacity: allocatable.len(),
+        });
     }
     Ok(zone)
 }

@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use aipam_core::config::{ConfigError, IpamConfig};
 use aipam_core::model::{NamespaceInfo, NodeInfo, Pool};
 use aipam_core::ranges::{IpFamily, IpSet};
+use aipam_core::usage::{Usage, UsedIndex};
 use aipam_core::validate::{validate_pool, validate_reserved_ip, validate_subnet, Invalid, Subnet};
 use aipam_crds::convert::{pool_draft, reserved_ip_draft, subnet_draft};
 use aipam_crds::{SpiderIPClaim, SpiderIPPool, SpiderReservedIP, SpiderSubnet};
@@ -88,7 +89,7 @@ struct Inner {
     subnets: BTreeMap<String, (Arc<SpiderSubnet>, Option<Subnet>)>,
     reserved: BTreeMap<String, Arc<SpiderReservedIP>>,
     claims: BTreeMap<String, ClaimEntry>,
-    used: BTreeMap<String, IpSet>,
+    used: BTreeMap<String, UsedIndex>,
     namespaces: BTreeMap<String, NamespaceInfo>,
     nodes: BTreeMap<String, NodeInfo>,
     config: Option<Result<IpamConfig, ConfigError>>,
@@ -100,8 +101,6 @@ struct Inner {
 pub struct Snapshot {
     /// Valid pools by name.
     pub pools: BTreeMap<String, Pool>,
-    /// Addresses held per pool.
-    pub used: BTreeMap<String, IpSet>,
     /// SpiderReservedIP addresses, IPv4.
     pub reserved_v4: IpSet,
     /// SpiderReservedIP addresses, IPv6.
@@ -139,6 +138,17 @@ pub enum Object {
 
 fn name_of(meta: &kube::core::ObjectMeta) -> String {
     meta.name.clone().unwrap_or_default()
+}
+
+/// Selection asks the cache directly whether a pool has room, instead of copying every
+/// pool's reservations into each admission's snapshot.
+impl Usage for Cache {
+    fn has_free(&self, pool: &str, allocatable: &IpSet) -> bool {
+        match self.read().used.get(pool) {
+            Some(used) => used.free_in(allocatable) > 0,
+            None => !allocatable.is_empty(),
+        }
+    }
 }
 
 impl Cache {
@@ -247,7 +257,6 @@ impl Cache {
                 .iter()
                 .filter_map(|(n, e)| e.pool.as_ref().ok().map(|p| (n.clone(), p.clone())))
                 .collect(),
-            used: g.used.clone(),
             reserved_v4,
             reserved_v6,
             config: g
@@ -258,9 +267,37 @@ impl Cache {
         }
     }
 
-    /// Addresses held in one pool now.
+    /// Addresses held in one pool now, as a set (O(held); for validation, not per Pod).
     pub fn used(&self, pool: &str) -> IpSet {
-        self.read().used.get(pool).cloned().unwrap_or_default()
+        self.read()
+            .used
+            .get(pool)
+            .map(UsedIndex::to_set)
+            .unwrap_or_default()
+    }
+
+    /// Picks a free address of `allocatable` for `pool` under the read lock, without copying
+    /// the pool's reservations: the `seed`-th free address, skipping those in `avoid` (taken by
+    /// someone whose claim this cache has not seen yet). O(log held) per pick.
+    pub fn pick(
+        &self,
+        pool: &str,
+        allocatable: &IpSet,
+        seed: u64,
+        avoid: &[IpAddr],
+    ) -> Option<IpAddr> {
+        let g = self.read();
+        let empty = UsedIndex::new();
+        let used = g.used.get(pool).unwrap_or(&empty);
+        if avoid.is_empty() {
+            return used.pick(allocatable, None, seed);
+        }
+        // Rare (after an AlreadyExists): fold the few addresses to avoid into a copy.
+        let mut used = used.clone();
+        for a in avoid {
+            used.insert(a);
+        }
+        used.pick(allocatable, None, seed)
     }
 
     /// One pool entry.
@@ -348,8 +385,7 @@ fn apply_locked(g: &mut Inner, obj: Object) {
             remove_claim(g, &name);
             let address: Option<IpAddr> = c.spec.address.parse().ok();
             if let Some(a) = address {
-                let set = g.used.entry(c.spec.pool.clone()).or_default();
-                let _ = set.insert(a);
+                g.used.entry(c.spec.pool.clone()).or_default().insert(&a);
             }
             g.claims.insert(
                 name,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aipam_core::affinity::{self, NodeSelectorTerm};
-use aipam_core::alloc::{claim_name, pick, seed_from};
+use aipam_core::alloc::{claim_name, seed_from};
 use aipam_core::annotations::{parse_routes, ANNO_ROUTES};
 use aipam_core::model::{NamespaceInfo, NodeInfo, Owner, PodInfo, Pool};
 use aipam_core::ranges::IpFamily;
@@ -336,7 +336,7 @@ impl<E: Effects> PodHooks<E> {
             interfaces: &interfaces,
             config: &config,
             pools: &snap.pools,
-            used: &snap.used,
+            used: &self.cache,
             reserved_v4: &snap.reserved_v4,
             reserved_v6: &snap.reserved_v6,
         })
@@ -612,14 +612,15 @@ impl<E: Effects> PodHooks<E> {
             IpFamily::V6 => &snap.reserved_v6,
         };
         let allocatable = pool.allocatable(reserved);
-        let mut used = self.cache.used(&pool.name);
+        // Addresses lost to another writer whose claim the cache has not seen yet.
+        let mut taken: Vec<IpAddr> = Vec::new();
         for attempt in 0..self.options.attempts_per_pool {
             let seed = seed_from(&[
                 ctx.uid.as_bytes(),
                 pool.name.as_bytes(),
                 &attempt.to_le_bytes(),
             ]);
-            let Some(ip) = pick(&allocatable, &used, None, seed) else {
+            let Some(ip) = self.cache.pick(&pool.name, &allocatable, seed, &taken) else {
                 return Ok(Err(PoolMiss::Full));
             };
             let claim = self.claim_for(ctx, pool, ip, family, interface, id, provisional);
@@ -632,7 +633,7 @@ impl<E: Effects> PodHooks<E> {
                 Created::AlreadyExists => {
                     debug!(claim = %name, "address taken meanwhile; picking again");
                     self.metrics.claim_conflicts.inc();
-                    let _ = used.insert(ip);
+                    taken.push(ip);
                 }
             }
         }
