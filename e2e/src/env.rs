@@ -29,6 +29,15 @@ pub struct Options {
     pub reservation_grace_seconds: u64,
     /// Namespace of the `spiderpool-conf` ConfigMap.
     pub config_namespace: String,
+    /// Number of webhook processes (`aipam-webhook-0`, `-1`, …), all endpoints of the one
+    /// webhook Service.
+    pub webhook_replicas: usize,
+    /// Number of operator processes (`aipam-operator-0`, `-1`, …), each with its process name
+    /// as its `--identity` in the leader-election Lease (when `operator` is true).
+    pub operator_replicas: usize,
+    /// The operators' Lease duration in seconds (renew deadline 2/3 of it, retry period 1/4,
+    /// at least 1 s each); `None` keeps the operator's defaults (15 s).
+    pub lease_duration_seconds: Option<u64>,
 }
 
 impl Default for Options {
@@ -37,8 +46,32 @@ impl Default for Options {
             operator: true,
             reservation_grace_seconds: 30,
             config_namespace: SYSTEM_NAMESPACE.to_string(),
+            webhook_replicas: 1,
+            operator_replicas: 1,
+            lease_duration_seconds: None,
         }
     }
+}
+
+/// The webhook process name of replica `i`.
+pub fn webhook_name(i: usize) -> String {
+    format!("aipam-webhook-{i}")
+}
+
+/// The operator process name (and Lease identity) of replica `i`.
+pub fn operator_name(i: usize) -> String {
+    format!("aipam-operator-{i}")
+}
+
+/// A process started here, with what it takes to start it again.
+struct Proc {
+    name: String,
+    bin: PathBuf,
+    args: Vec<String>,
+    /// Where `/readyz` is served.
+    health: SocketAddr,
+    /// `None` once killed.
+    child: Option<Child>,
 }
 
 /// A running environment. Dropping it stops the processes and the stand-in and removes its
@@ -51,7 +84,7 @@ pub struct Env {
     /// `true` when running against a real cluster (`E2E_KUBECONFIG`).
     pub real_cluster: bool,
     server: Option<ApiServerHandle>,
-    children: Vec<(String, Child)>,
+    children: Vec<Proc>,
     dir: tempfile::TempDir,
 }
 
@@ -177,9 +210,11 @@ impl Env {
             children: Vec::new(),
             dir,
         };
-        env.start_webhook(&opts).await?;
+        env.start_webhooks(&opts).await?;
         if opts.operator {
-            env.start_operator(&opts).await?;
+            for i in 0..opts.operator_replicas {
+                env.start_operator(&opts, i).await?;
+            }
         }
         Ok(env)
     }
@@ -194,12 +229,16 @@ impl Env {
         self.dir.path()
     }
 
-    fn spawn(&mut self, name: &str, args: &[String]) -> Result<()> {
-        let bin = bin_path(name)?;
+    /// Starts `bin` as process `name` (its log appended to `name.log`).
+    fn launch(&self, name: &str, bin: &Path, args: &[String]) -> Result<Child> {
         let log = self.dir.path().join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).map_err(io(format!("creating {}", log.display())))?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(io(format!("opening {}", log.display())))?;
         let err = out.try_clone().map_err(io("duplicating a log file"))?;
-        let child = Command::new(&bin)
+        Command::new(bin)
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env(
@@ -210,9 +249,71 @@ impl Env {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(io(format!("starting {}", bin.display())))?;
-        self.children.push((name.to_string(), child));
+            .map_err(io(format!("starting {}", bin.display())))
+    }
+
+    fn spawn(
+        &mut self,
+        bin: &str,
+        name: &str,
+        args: Vec<String>,
+        health: SocketAddr,
+    ) -> Result<()> {
+        let bin = bin_path(bin)?;
+        let child = self.launch(name, &bin, &args)?;
+        self.children.push(Proc {
+            name: name.to_string(),
+            bin,
+            args,
+            health,
+            child: Some(child),
+        });
         Ok(())
+    }
+
+    /// The names of the processes started here, in start order (`aipam-webhook-0`, …,
+    /// `aipam-operator-0`, …), killed ones included.
+    pub fn process_names(&self) -> Vec<String> {
+        self.children.iter().map(|p| p.name.clone()).collect()
+    }
+
+    fn proc_mut(&mut self, name: &str) -> Result<&mut Proc> {
+        self.children
+            .iter_mut()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::StandIn(format!("no process {name} was started here")))
+    }
+
+    /// Kills process `name` with SIGKILL (no chance to clean up, as a node failure or the OOM
+    /// killer) and waits for it to be gone.
+    pub fn kill(&mut self, name: &str) -> Result<()> {
+        let p = self.proc_mut(name)?;
+        if let Some(mut c) = p.child.take() {
+            c.kill().map_err(io(format!("killing {name}")))?;
+            c.wait().map_err(io(format!("waiting for {name}")))?;
+        }
+        Ok(())
+    }
+
+    /// Starts process `name` again with the same arguments (and ports) after [`Env::kill`] (a
+    /// running process is killed first) and waits until it is ready.
+    pub async fn restart(&mut self, name: &str) -> Result<()> {
+        self.kill(name)?;
+        let (bin, args, health) = {
+            let p = self.proc_mut(name)?;
+            (p.bin.clone(), p.args.clone(), p.health)
+        };
+        let child = self.launch(name, &bin, &args)?;
+        self.proc_mut(name)?.child = Some(child);
+        self.wait_ready(name, health).await
+    }
+
+    /// Whether process `name` is running (started and not killed, and has not exited).
+    pub fn is_running(&mut self, name: &str) -> bool {
+        self.proc_mut(name)
+            .ok()
+            .and_then(|p| p.child.as_mut())
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     async fn wait_ready(&mut self, name: &str, health: SocketAddr) -> Result<()> {
@@ -231,9 +332,7 @@ impl Env {
         Ok(())
     }
 
-    async fn start_webhook(&mut self, opts: &Options) -> Result<()> {
-        let listen = free_port()?;
-        let health = free_port()?;
+    async fn start_webhooks(&mut self, opts: &Options) -> Result<()> {
         let certs = make_certs(&[
             format!("{WEBHOOK_SERVICE}.{SYSTEM_NAMESPACE}.svc"),
             "127.0.0.1".to_string(),
@@ -242,19 +341,32 @@ impl Env {
         let key = self.dir.path().join("tls.key");
         std::fs::write(&cert, &certs.cert_pem).map_err(io("writing tls.crt"))?;
         std::fs::write(&key, &certs.key_pem).map_err(io("writing tls.key"))?;
-        self.spawn(
-            "aipam-webhook",
-            &[
-                format!("--listen={listen}"),
-                format!("--health-listen={health}"),
-                format!("--tls-cert={}", cert.display()),
-                format!("--tls-key={}", key.display()),
-                format!("--config-namespace={}", opts.config_namespace),
-            ],
-        )?;
-        self.wait_ready("aipam-webhook", health).await?;
+        let mut endpoints = Vec::new();
+        for i in 0..opts.webhook_replicas.max(1) {
+            let listen = free_port()?;
+            let health = free_port()?;
+            let name = webhook_name(i);
+            self.spawn(
+                "aipam-webhook",
+                &name,
+                vec![
+                    format!("--listen={listen}"),
+                    format!("--health-listen={health}"),
+                    format!("--tls-cert={}", cert.display()),
+                    format!("--tls-key={}", key.display()),
+                    format!("--config-namespace={}", opts.config_namespace),
+                ],
+                health,
+            )?;
+            endpoints.push(listen);
+        }
+        for i in 0..opts.webhook_replicas.max(1) {
+            let name = webhook_name(i);
+            let health = self.proc_mut(&name)?.health;
+            self.wait_ready(&name, health).await?;
+        }
         // Register the webhook configurations exactly as config/webhook/ ships them, with the
-        // CA filled in and the Service mapped to the process.
+        // CA filled in and the Service mapped to the processes (every replica an endpoint).
         let path = repo().join("config/webhook/webhooks.yaml");
         let text =
             std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
@@ -265,7 +377,7 @@ impl Env {
         let Some(server) = self.server.as_ref() else {
             return Ok(());
         };
-        server.set_webhook_service(SYSTEM_NAMESPACE, WEBHOOK_SERVICE, listen);
+        server.set_webhook_endpoints(SYSTEM_NAMESPACE, WEBHOOK_SERVICE, endpoints);
         for mut doc in yaml_docs("config/webhook/webhooks.yaml", &text)? {
             if let Some(hooks) = doc.get_mut("webhooks").and_then(Value::as_array_mut) {
                 for h in hooks {
@@ -282,30 +394,73 @@ impl Env {
         Ok(())
     }
 
-    async fn start_operator(&mut self, opts: &Options) -> Result<()> {
+    async fn start_operator(&mut self, opts: &Options, i: usize) -> Result<()> {
         let metrics = free_port()?;
-        self.spawn(
-            "aipam-operator",
-            &[
-                format!("--metrics-addr={metrics}"),
-                format!("--lease-namespace={SYSTEM_NAMESPACE}"),
-                format!("--config-namespace={}", opts.config_namespace),
-                "--gc-interval=10s".to_string(),
-                "--status-interval-ms=200".to_string(),
-                format!(
-                    "--reservation-grace-seconds={}",
-                    opts.reservation_grace_seconds
-                ),
-                "--identity=e2e-operator".to_string(),
-            ],
-        )?;
-        self.wait_ready("aipam-operator", metrics).await
+        let name = operator_name(i);
+        let mut args = vec![
+            format!("--metrics-addr={metrics}"),
+            format!("--lease-namespace={SYSTEM_NAMESPACE}"),
+            format!("--config-namespace={}", opts.config_namespace),
+            "--gc-interval=10s".to_string(),
+            "--status-interval-ms=200".to_string(),
+            format!(
+                "--reservation-grace-seconds={}",
+                opts.reservation_grace_seconds
+            ),
+            format!("--identity={name}"),
+        ];
+        if let Some(d) = opts.lease_duration_seconds {
+            args.push(format!("--lease-duration={}", d.max(1)));
+            args.push(format!("--renew-deadline={}", (d * 2 / 3).max(1)));
+            args.push(format!("--retry-period={}", (d / 4).max(1)));
+        }
+        self.spawn("aipam-operator", &name, args, metrics)?;
+        self.wait_ready(&name, metrics).await
     }
 
-    /// The log of a process started here.
+    /// The process holding the operators' leader-election Lease, if any (its Lease identity is
+    /// its process name).
+    pub async fn operator_leader(&self) -> Result<Option<String>> {
+        use k8s_openapi::api::coordination::v1::Lease;
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), SYSTEM_NAMESPACE);
+        Ok(leases
+            .get_opt("aipam-operator")
+            .await?
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .filter(|h| !h.is_empty()))
+    }
+
+    /// The log of a process started here. A name without its replica number
+    /// (`aipam-webhook`, `aipam-operator`) gives the logs of all its replicas (with a header
+    /// line each when there are several).
     pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
-            .unwrap_or_else(|e| format!("(no log: {e})"))
+        let read = |n: &str| {
+            std::fs::read_to_string(self.dir.path().join(format!("{n}.log")))
+                .unwrap_or_else(|e| format!("(no log: {e})"))
+        };
+        if self.children.iter().any(|p| p.name == name) || self.children.is_empty() {
+            return read(name);
+        }
+        let prefix = format!("{name}-");
+        let replicas: Vec<&str> = self
+            .children
+            .iter()
+            .map(|p| p.name.as_str())
+            .filter(|n| {
+                n.strip_prefix(&prefix)
+                    .is_some_and(|i| i.chars().all(|c| c.is_ascii_digit()))
+            })
+            .collect();
+        match replicas.as_slice() {
+            [] => read(name),
+            [one] => read(one),
+            many => many
+                .iter()
+                .map(|n| format!("=== {n} ===\n{}", read(n)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
     }
 
     /// Creates an object (through admission, as `kubectl create` does); an object that exists
@@ -361,13 +516,13 @@ impl Env {
     }
 
     fn kill_children(&mut self) {
-        for (_, c) in &mut self.children {
+        for c in self.children.iter_mut().filter_map(|p| p.child.as_mut()) {
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(c.id().to_string())
                 .status();
         }
-        for (_, c) in &mut self.children {
+        for c in self.children.iter_mut().filter_map(|p| p.child.as_mut()) {
             for _ in 0..50 {
                 if matches!(c.try_wait(), Ok(Some(_))) {
                     break;

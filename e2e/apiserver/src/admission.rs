@@ -69,26 +69,47 @@ pub struct AdmissionCall<'a> {
 /// Admission settings: where Service references point to in tests.
 #[derive(Debug, Default)]
 pub struct Admission {
-    services: Mutex<HashMap<(String, String), SocketAddr>>,
+    /// Endpoints of each Service (namespace, name).
+    services: Mutex<HashMap<(String, String), Vec<SocketAddr>>>,
+    /// Round-robin position over a Service's endpoints, shared by all Services.
+    next: std::sync::atomic::AtomicUsize,
     /// Log of webhook calls (webhook name, operation, dryRun), for tests.
     calls: Mutex<Vec<(String, String, bool)>>,
 }
 
 impl Admission {
-    /// Maps a webhook `clientConfig.service` (namespace, name) to a loopback address.
+    /// Maps a webhook `clientConfig.service` (namespace, name) to one loopback address.
     pub fn set_service(&self, namespace: &str, name: &str, addr: SocketAddr) {
-        self.services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((namespace.to_string(), name.to_string()), addr);
+        self.set_endpoints(namespace, name, vec![addr]);
     }
 
-    fn service(&self, namespace: &str, name: &str) -> Option<SocketAddr> {
-        self.services
+    /// Maps a webhook `clientConfig.service` (namespace, name) to several loopback addresses,
+    /// the Service's endpoints (an empty list removes the mapping).
+    pub fn set_endpoints(&self, namespace: &str, name: &str, addrs: Vec<SocketAddr>) {
+        let mut m = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        let k = (namespace.to_string(), name.to_string());
+        if addrs.is_empty() {
+            m.remove(&k);
+        } else {
+            m.insert(k, addrs);
+        }
+    }
+
+    /// The Service's endpoints in the order to try them: round-robin, starting one further at
+    /// every call.
+    fn service(&self, namespace: &str, name: &str) -> Vec<SocketAddr> {
+        let eps = self
+            .services
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&(namespace.to_string(), name.to_string()))
-            .copied()
+            .cloned()
+            .unwrap_or_default();
+        if eps.is_empty() {
+            return eps;
+        }
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % eps.len();
+        eps[start..].iter().chain(&eps[..start]).copied().collect()
     }
 
     /// The webhook calls made so far: (webhook name, operation, dryRun).
@@ -278,7 +299,7 @@ impl Admission {
 
     async fn post(&self, wh: &Value, review: &Value, timeout_secs: u64) -> Result<Value, String> {
         let cc = wh.get("clientConfig").cloned().unwrap_or(json!({}));
-        let (addr, host, path, url_text) = if let Some(url) = cc.get("url").and_then(Value::as_str)
+        let (addrs, host, path, url_text) = if let Some(url) = cc.get("url").and_then(Value::as_str)
         {
             let rest = url
                 .strip_prefix("https://")
@@ -293,7 +314,7 @@ impl Admission {
                 .map_err(|e| format!("Post \"{url}\": dial tcp: lookup {host}: {e}"))?
                 .next()
                 .ok_or_else(|| format!("Post \"{url}\": no address for {host}"))?;
-            (addr, host, path.to_string(), url.to_string())
+            (vec![addr], host, path.to_string(), url.to_string())
         } else if let Some(svc) = cc.get("service") {
             let ns = svc
                 .get("namespace")
@@ -308,12 +329,13 @@ impl Admission {
             let port = svc.get("port").and_then(Value::as_u64).unwrap_or(443);
             let host = format!("{n}.{ns}.svc");
             let url = format!("https://{host}:{port}{path}");
-            let addr = self.service(ns, n).ok_or_else(|| {
-                format!(
+            let addrs = self.service(ns, n);
+            if addrs.is_empty() {
+                return Err(format!(
                     "Post \"{url}\": service \"{ns}/{n}\" has no endpoint mapped in the stand-in"
-                )
-            })?;
-            (addr, host, path, url)
+                ));
+            }
+            (addrs, host, path, url)
         } else {
             return Err("webhook has neither url nor service".into());
         };
@@ -341,9 +363,22 @@ impl Admission {
         let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
         let server_name =
             rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("Post \"{url_text}\": dial tcp {addr}: {e}"))?;
+        // A Service's endpoints are tried round-robin; an endpoint that refuses the connection
+        // (its process is gone) is skipped for the next one, as a dead Pod's endpoint is removed
+        // from the Service in a cluster. An endpoint that accepts and then fails is not retried:
+        // that call fails and failurePolicy applies, as in Kubernetes.
+        let mut tcp = None;
+        let mut last_err = String::new();
+        for addr in &addrs {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(t) => {
+                    tcp = Some(t);
+                    break;
+                }
+                Err(e) => last_err = format!("Post \"{url_text}\": dial tcp {addr}: {e}"),
+            }
+        }
+        let tcp = tcp.ok_or(last_err)?;
         let tls = connector
             .connect(server_name, tcp)
             .await

@@ -139,17 +139,38 @@ async fn admin(ctx: &Ctx, req: Request<Body>) -> ApiResult<Response<Body>> {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
-            let addr = v
-                .get("address")
-                .and_then(Value::as_str)
-                .and_then(|a| a.parse().ok())
-                .ok_or_else(|| ApiError::bad_request("address must be host:port"))?;
-            ctx.st.admission.set_service(ns, name, addr);
+            let parse = |a: &Value| {
+                a.as_str()
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| ApiError::bad_request("address must be host:port"))
+            };
+            let addrs = match (
+                v.get("address"),
+                v.get("addresses").and_then(Value::as_array),
+            ) {
+                (Some(a), _) => vec![parse(a)?],
+                (None, Some(list)) => list.iter().map(parse).collect::<ApiResult<Vec<_>>>()?,
+                (None, None) => {
+                    return Err(ApiError::bad_request(
+                        "address (host:port) or addresses ([host:port]) is required",
+                    ))
+                }
+            };
+            ctx.st.admission.set_endpoints(ns, name, addrs);
             Ok(json_response(200, &v))
         }
         (Method::POST, "/_aipam/compact") => {
             ctx.st.lock().compact();
             Ok(json_response(200, &json!({"compacted": true})))
+        }
+        (Method::GET, "/_aipam/write-counts") => {
+            let counts = ctx
+                .st
+                .writes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            Ok(json_response(200, &json!(counts)))
         }
         (Method::GET, "/_aipam/webhook-calls") => {
             let calls: Vec<Value> = ctx
@@ -323,7 +344,11 @@ async fn route(ctx: &Ctx, req: Request<Body>, path: &str, q: &Query) -> ApiResul
         .and_then(|h| h.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
-    match (method, name.as_deref(), sub.as_deref()) {
+    let is_write = matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) && !opts.dry_run;
+    let resp = match (method, name.as_deref(), sub.as_deref()) {
         (Method::GET, None, None) => {
             if truthy(q, "watch") {
                 return watch(ctx, def, ns, q, &accept);
@@ -441,7 +466,25 @@ async fn route(ctx: &Ctx, req: Request<Body>, path: &str, q: &Query) -> ApiResul
             Err(ApiError::not_found_path())
         }
         _ => Err(ApiError::method_not_allowed()),
+    };
+    if is_write && resp.as_ref().is_ok_and(|r| r.status().is_success()) {
+        st.count_write(write_key(&def, sub.as_deref()));
     }
+    resp
+}
+
+/// `plural[.group][/subresource]`, as kubectl names resources.
+fn write_key(def: &ResourceDef, sub: Option<&str>) -> String {
+    let mut k = def.plural.clone();
+    if !def.group.is_empty() {
+        k.push('.');
+        k.push_str(&def.group);
+    }
+    if let Some(s) = sub {
+        k.push('/');
+        k.push_str(s);
+    }
+    k
 }
 
 fn delete_opts(q: &Query, body: &[u8], dry: bool) -> ApiResult<DeleteOpts> {

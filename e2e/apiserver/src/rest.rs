@@ -29,6 +29,8 @@ pub struct State {
     pub faults: crate::faults::Faults,
     /// Simulate the kubelets of Ready nodes: confirm graceful Pod deletions on them at once.
     pub kubelet: std::sync::atomic::AtomicBool,
+    /// Successful write requests (POST/PUT/PATCH/DELETE, not dry run) per resource.
+    pub writes: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// Options common to writes.
@@ -79,7 +81,18 @@ impl State {
             bookmark_interval,
             faults,
             kubelet: std::sync::atomic::AtomicBool::new(true),
+            writes: Mutex::new(std::collections::BTreeMap::new()),
         }
+    }
+
+    /// Counts one successful write request on `resource`.
+    pub fn count_write(&self, resource: String) {
+        *self
+            .writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(resource)
+            .or_insert(0) += 1;
     }
 
     /// Locks the store.

@@ -301,6 +301,25 @@ impl ApiServerHandle {
         self.state.admission.set_service(namespace, name, addr);
     }
 
+    /// Maps a webhook `clientConfig.service` to several endpoints (replicas). Calls go to them
+    /// round-robin; an endpoint refusing the connection is skipped for the next (as kube-proxy
+    /// does once a dead Pod's endpoint is removed). An empty list removes the mapping.
+    pub fn set_webhook_endpoints(&self, namespace: &str, name: &str, addrs: Vec<SocketAddr>) {
+        self.state.admission.set_endpoints(namespace, name, addrs);
+    }
+
+    /// Successful write requests (POST/PUT/PATCH/DELETE, not dry run) so far per resource,
+    /// `plural[.group][/subresource]` (`pods`, `pods/binding`,
+    /// `spiderippools.spiderpool.spidernet.io/status`). Writes of the stand-in's own garbage
+    /// collector and of `apply_*` on this handle are not requests and are not counted.
+    pub fn write_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.state
+            .writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The webhook calls made so far: (webhook name, operation, dryRun).
     pub fn webhook_calls(&self) -> Vec<(String, String, bool)> {
         self.state.admission.calls()

@@ -451,3 +451,46 @@ async fn timeouts_and_rules_on_operations_and_subresources() {
     assert!(r["oldObject"]["metadata"]["name"].is_string());
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_service_with_several_endpoints_spreads_calls_and_skips_dead_ones() {
+    let (s, c) = start().await;
+    create_ns(&c, "t").await;
+    let a = hook(|_| json!({"allowed": true})).await;
+    let b = hook(|_| json!({"allowed": true})).await;
+    let dead = hook(|_| json!({"allowed": true})).await;
+    let dead_addr = dead.addr;
+    drop(dead);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    s.set_webhook_endpoints("webhooks", "wh", vec![a.addr, b.addr, dead_addr]);
+    let mut w = svc_webhook("spread.test", &a, json!({}));
+    // Both live endpoints' CAs, as one bundle.
+    use base64::Engine;
+    w["clientConfig"]["caBundle"] = json!(
+        base64::engine::general_purpose::STANDARD.encode(format!("{}{}", a.ca_pem, b.ca_pem))
+    );
+    configure(&s, "ValidatingWebhookConfiguration", vec![w]).await;
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "t");
+    for _ in 0..9 {
+        pods.create(&PostParams::default(), &pod(json!({})))
+            .await
+            .expect("a dead endpoint is skipped, the call goes to a live one");
+    }
+    let (na, nb) = (a.requests().len(), b.requests().len());
+    assert_eq!(na + nb, 9, "every create was reviewed once");
+    assert!(na >= 3 && nb >= 3, "calls are spread: {na} and {nb}");
+    // With no live endpoint at all, the call fails and failurePolicy Fail refuses the Pod.
+    s.set_webhook_endpoints("webhooks", "wh", vec![dead_addr]);
+    let e = status(
+        pods.create(&PostParams::default(), &pod(json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 500, "{}", e.message);
+    assert!(
+        e.message.contains("failed calling webhook"),
+        "{}",
+        e.message
+    );
+    s.shutdown().await;
+}

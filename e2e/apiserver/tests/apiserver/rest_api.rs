@@ -1091,3 +1091,37 @@ async fn server_side_apply_removes_fields_a_manager_stops_applying() {
     assert_eq!(o.data["spec"]["keep"], 1);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn successful_writes_are_counted_per_resource() {
+    let (s, c) = start().await;
+    create_ns(&c, "t").await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "t");
+    let cm = |name: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name}, "data": {"a": "1"}})).unwrap()
+    };
+    cms.create(&PostParams::default(), &cm("a")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("b")).await.unwrap();
+    // A refused write (AlreadyExists), a dry run and reads are not writes.
+    cms.create(&PostParams::default(), &cm("a"))
+        .await
+        .unwrap_err();
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    cms.create(&dry, &cm("c")).await.unwrap();
+    cms.get("a").await.unwrap();
+    cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"a": "2"}})),
+    )
+    .await
+    .unwrap();
+    cms.delete("b", &DeleteParams::default()).await.unwrap();
+    let counts = s.write_counts();
+    assert_eq!(counts.get("configmaps"), Some(&4), "{counts:?}");
+    assert_eq!(counts.get("namespaces"), Some(&1), "{counts:?}");
+    s.shutdown().await;
+}
