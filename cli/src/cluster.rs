@@ -132,31 +132,41 @@ pub async fn snapshot(client: &Client, config_namespace: &str) -> Result<Snapsho
             "read ConfigMap {config_namespace}/{CONFIGMAP_NAME}"
         )))?
         .map(|c| c.data.unwrap_or_default());
-    let gvk = GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition");
-    let nad_api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
-    // Absent when Multus is not installed: then no Pod can name a network.
-    let networks = nad_api
-        .list(&ListParams::default())
-        .await
-        .map(|l| {
-            l.items
-                .into_iter()
-                .map(|n| {
-                    let key = (
-                        n.metadata.namespace.clone().unwrap_or_default(),
-                        n.metadata.name.clone().unwrap_or_default(),
-                    );
-                    let conf = n
-                        .data
-                        .pointer("/spec/config")
-                        .and_then(serde_json::Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    (key, conf)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    // Multus's CRD; its plural is not the one kube would guess from the kind.
+    let mut nad = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "k8s.cni.cncf.io",
+        "v1",
+        "NetworkAttachmentDefinition",
+    ));
+    nad.plural = "network-attachment-definitions".to_string();
+    let nad_api: Api<DynamicObject> = Api::all_with(client.clone(), &nad);
+    let networks = match nad_api.list(&ListParams::default()).await {
+        Ok(l) => l
+            .items
+            .into_iter()
+            .map(|n| {
+                let key = (
+                    n.metadata.namespace.clone().unwrap_or_default(),
+                    n.metadata.name.clone().unwrap_or_default(),
+                );
+                let conf = n
+                    .data
+                    .pointer("/spec/config")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                (key, conf)
+            })
+            .collect(),
+        // Multus is not installed: no Pod can name a network.
+        Err(kube::Error::Api(e)) if e.code == 404 => BTreeMap::new(),
+        Err(source) => {
+            return Err(ClusterError::Request {
+                what: "list NetworkAttachmentDefinitions".to_string(),
+                source,
+            })
+        }
+    };
     Ok(Snapshot {
         pools: list_all(client, "SpiderIPPools").await?,
         claims: list_all(client, "SpiderIPClaims").await?,

@@ -473,6 +473,8 @@ pub fn render(i: &Inspection) -> String {
     }
     match &i.endpoint {
         None => out.push_str("no SpiderEndpoint yet (written when the Pod is bound)\n"),
+        Some(ips) if ips.is_empty() => out
+            .push_str("SpiderEndpoint: no address yet (written when the Pod is bound to a node)\n"),
         Some(ips) => {
             out.push_str("SpiderEndpoint:\n");
             for e in ips {

@@ -423,3 +423,90 @@ async fn a_missing_kubeconfig_is_reported_not_panicked() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("kubeconfig: /nonexistent/kubeconfig"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_an_unscheduled_pod_on_a_multus_network_shows_its_zone_pools() {
+    let c = cluster().await;
+    c.server
+        .apply_yaml(include_str!(
+            "../../e2e/fixtures/00-network-attachment-definition-crd.yaml"
+        ))
+        .await
+        .unwrap();
+    c.server
+        .apply_yaml(
+            r#"
+apiVersion: v1
+kind: Node
+metadata: {name: node-2, labels: {zone: b}}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: zone-a-v4}
+spec:
+  subnet: 10.4.0.0/24
+  ips: [10.4.0.10-10.4.0.19]
+  nodeAffinity: {matchLabels: {zone: a}}
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: macvlan-conf, namespace: kube-system}
+spec:
+  config: '{"cniVersion": "0.3.1", "name": "macvlan-conf", "plugins": [{"type": "macvlan", "master": "ens192", "ipam": {"type": "spiderpool"}}]}'
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pending
+  namespace: team-a
+  annotations:
+    ipam.spidernet.io/ippool: '{"ipv4": ["zone-a-v4", "zone-b-v4"]}'
+    v1.multus-cni.io/default-network: kube-system/macvlan-conf
+spec:
+  containers: [{name: c, image: x}]
+"#,
+        )
+        .await
+        .unwrap();
+    let kc = c.kubeconfig.to_str().unwrap();
+    let out = stdout(
+        &aipamctl(
+            &[
+                "inspect",
+                "pending",
+                "-n",
+                "team-a",
+                "--kubeconfig",
+                kc,
+                "-o",
+                "yaml",
+            ],
+            None,
+        )
+        .await,
+    );
+    let i: Value = serde_yaml::from_str(&out).unwrap();
+    assert_eq!(i["node"], Value::Null);
+    assert_eq!(i["refused"], Value::Null, "{out}");
+    assert_eq!(i["interfaces"][0]["network"], "kube-system/macvlan-conf");
+    assert_eq!(
+        i["interfaces"][0]["families"][0]["candidates"],
+        json!([
+            {"pool": "zone-a-v4", "zone": true, "free": 10},
+            {"pool": "zone-b-v4", "zone": true, "free": 100}
+        ])
+    );
+    let text = stdout(
+        &aipamctl(
+            &["inspect", "pending", "-n", "team-a", "--kubeconfig", kc],
+            None,
+        )
+        .await,
+    );
+    assert!(text.contains("no node known, as at admission"), "{text}");
+    assert!(
+        text.contains("IPv4 candidate 2: zone-b-v4 (100 free, zone pool)"),
+        "{text}"
+    );
+    c.server.shutdown().await;
+}
