@@ -45,6 +45,47 @@ impl Operation {
     }
 }
 
+/// Who makes a request, as `AdmissionReview.request.userInfo` carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// `username`.
+    pub username: String,
+    /// `groups` (`system:authenticated` is always among them).
+    pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    /// The administrator: the stand-in's main token (`system:admin` in `system:masters`).
+    pub fn admin() -> Self {
+        Self::new("system:admin", &["system:masters"])
+    }
+
+    /// A user with its groups (`system:authenticated` added). A service account's username
+    /// `system:serviceaccount:NS:NAME` also gets `system:serviceaccounts` and
+    /// `system:serviceaccounts:NS`, as Kubernetes' token authenticator gives them.
+    pub fn new(username: &str, groups: &[&str]) -> Self {
+        let mut g: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
+        if let Some(rest) = username.strip_prefix("system:serviceaccount:") {
+            if let Some((ns, _)) = rest.split_once(':') {
+                g.push("system:serviceaccounts".to_string());
+                g.push(format!("system:serviceaccounts:{ns}"));
+            }
+        }
+        g.push("system:authenticated".to_string());
+        g.dedup();
+        Self {
+            username: username.to_string(),
+            groups: g,
+        }
+    }
+}
+
+impl Default for UserInfo {
+    fn default() -> Self {
+        Self::admin()
+    }
+}
+
 /// One admission call: what is being written.
 #[derive(Debug, Clone, Copy)]
 pub struct AdmissionCall<'a> {
@@ -64,6 +105,8 @@ pub struct AdmissionCall<'a> {
     pub old: Option<&'a Value>,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// Who asks.
+    pub user: &'a UserInfo,
 }
 
 /// Admission settings: where Service references point to in tests.
@@ -448,7 +491,7 @@ fn review(call: &AdmissionCall<'_>, uid: &str) -> Value {
         "requestKind": {"group": kgroup, "version": kversion, "kind": kind},
         "requestResource": {"group": def.group, "version": def.version, "resource": def.plural},
         "operation": call.op.as_str(),
-        "userInfo": {"username": "system:admin", "groups": ["system:masters", "system:authenticated"]},
+        "userInfo": {"username": call.user.username, "groups": call.user.groups},
         "object": call.object.cloned().unwrap_or(Value::Null),
         "oldObject": call.old.cloned().unwrap_or(Value::Null),
         "dryRun": call.dry_run,

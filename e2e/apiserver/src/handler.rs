@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::admission::UserInfo;
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::faults::Faults;
@@ -74,17 +75,45 @@ fn dry_run(q: &Query) -> ApiResult<bool> {
 
 /// The handler for every request.
 pub async fn handle(AxState(ctx): AxState<Ctx>, req: Request<Body>) -> Response<Body> {
-    if let Some(tok) = &ctx.token {
-        let ok = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .is_some_and(|h| h.strip_prefix("Bearer ").is_some_and(|t| t.trim() == tok));
-        if !ok {
-            return error_response(&ApiError::unauthorized());
+    let user = match &ctx.token {
+        None => UserInfo::admin(),
+        Some(tok) => {
+            let bearer = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(str::trim);
+            match bearer {
+                Some(t) if t == tok => UserInfo::admin(),
+                Some(t) => {
+                    let known = ctx
+                        .st
+                        .users
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(t)
+                        .cloned();
+                    match known {
+                        Some(u) => u,
+                        None => return error_response(&ApiError::unauthorized()),
+                    }
+                }
+                None => return error_response(&ApiError::unauthorized()),
+            }
         }
-    }
+    };
     if req.uri().path().starts_with("/_aipam/") {
+        if user != UserInfo::admin() {
+            return error_response(&ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "user \"{}\" cannot use the stand-in's control endpoints",
+                    user.username
+                ),
+            ));
+        }
         return match admin(&ctx, req).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
@@ -106,7 +135,7 @@ pub async fn handle(AxState(ctx): AxState<Ctx>, req: Request<Body>) -> Response<
     let path = req.uri().path().trim_end_matches('/').to_string();
     let q = query(&req);
     tracing::debug!(%method, %path, "request");
-    match route(&ctx, req, &path, &q).await {
+    match route(&ctx, req, &path, &q, user).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
@@ -214,7 +243,13 @@ fn parse_object(b: &[u8]) -> ApiResult<Value> {
         .map_err(|e| ApiError::bad_request(format!("error decoding the object: {e}")))
 }
 
-async fn route(ctx: &Ctx, req: Request<Body>, path: &str, q: &Query) -> ApiResult<Response<Body>> {
+async fn route(
+    ctx: &Ctx,
+    req: Request<Body>,
+    path: &str,
+    q: &Query,
+    user: UserInfo,
+) -> ApiResult<Response<Body>> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let st = &ctx.st;
     match segs.as_slice() {
@@ -331,6 +366,7 @@ async fn route(ctx: &Ctx, req: Request<Body>, path: &str, q: &Query) -> ApiResul
         dry_run: dry_run(q)?,
         field_manager: q.get("fieldManager").cloned(),
         force: truthy(q, "force"),
+        user,
     };
     let accept = req
         .headers()
@@ -427,13 +463,13 @@ async fn route(ctx: &Ctx, req: Request<Body>, path: &str, q: &Query) -> ApiResul
         }
         (Method::DELETE, Some(n), None) => {
             let body = read_body(req).await?;
-            let dopts = delete_opts(q, &body, opts.dry_run)?;
+            let dopts = delete_opts(q, &body, &opts)?;
             let o = rest::delete(st, &def, &nsv, n, &dopts).await?;
             Ok(json_response(200, &o))
         }
         (Method::DELETE, None, None) => {
             let body = read_body(req).await?;
-            let dopts = delete_opts(q, &body, opts.dry_run)?;
+            let dopts = delete_opts(q, &body, &opts)?;
             let (lsel, fsel) = selectors(&def, q)?;
             let names: Vec<(String, String)> = {
                 let s = st.lock();
@@ -487,7 +523,8 @@ fn write_key(def: &ResourceDef, sub: Option<&str>) -> String {
     k
 }
 
-fn delete_opts(q: &Query, body: &[u8], dry: bool) -> ApiResult<DeleteOpts> {
+fn delete_opts(q: &Query, body: &[u8], opts: &WriteOpts) -> ApiResult<DeleteOpts> {
+    let dry = opts.dry_run;
     let b: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -527,6 +564,7 @@ fn delete_opts(q: &Query, body: &[u8], dry: bool) -> ApiResult<DeleteOpts> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string),
+        user: opts.user.clone(),
     })
 }
 

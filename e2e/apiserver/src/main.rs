@@ -33,6 +33,10 @@ struct Args {
     /// Map a webhook Service to a loopback address: `NAMESPACE/NAME=HOST:PORT` (repeatable).
     #[arg(long = "webhook-service", value_parser = parse_service)]
     webhook_services: Vec<(String, String, SocketAddr)>,
+    /// Another bearer token and the user it authenticates as: `TOKEN=USERNAME` (repeatable);
+    /// admission webhooks see that user. `--token` is `system:admin`.
+    #[arg(long = "user", value_parser = parse_user)]
+    users: Vec<(String, String, Vec<String>)>,
     /// Do not simulate kubelets: gracefully deleted Pods stay Terminating on every node.
     #[arg(long)]
     no_kubelet: bool,
@@ -61,6 +65,14 @@ fn parse_service(s: &str) -> Result<(String, String, SocketAddr), String> {
     Ok((ns.to_string(), name.to_string(), addr))
 }
 
+fn parse_user(s: &str) -> Result<(String, String, Vec<String>), String> {
+    let (token, user) = s.split_once('=').ok_or("expected TOKEN=USERNAME")?;
+    if token.is_empty() || user.is_empty() {
+        return Err("expected TOKEN=USERNAME".into());
+    }
+    Ok((token.to_string(), user.to_string(), Vec::new()))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -78,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         crd_dir: args.crd_dir,
         simulate_kubelet: !args.no_kubelet,
         webhook_services: args.webhook_services,
+        users: args.users,
         faults: FaultConfig {
             delay: Duration::from_millis(args.fault_delay_ms),
             conflict_rate: args.fault_conflict_rate,

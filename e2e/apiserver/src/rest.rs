@@ -29,6 +29,8 @@ pub struct State {
     pub faults: crate::faults::Faults,
     /// Simulate the kubelets of Ready nodes: confirm graceful Pod deletions on them at once.
     pub kubelet: std::sync::atomic::AtomicBool,
+    /// Users other than the administrator, by bearer token.
+    pub users: Mutex<std::collections::HashMap<String, crate::admission::UserInfo>>,
     /// Successful write requests (POST/PUT/PATCH/DELETE, not dry run) per resource.
     pub writes: Mutex<std::collections::BTreeMap<String, u64>>,
 }
@@ -42,6 +44,8 @@ pub struct WriteOpts {
     pub field_manager: Option<String>,
     /// `force` (server-side apply).
     pub force: bool,
+    /// Who asks (the user of the bearer token), as admission webhooks see it.
+    pub user: crate::admission::UserInfo,
 }
 
 /// Options of a delete.
@@ -57,6 +61,8 @@ pub struct DeleteOpts {
     pub precondition_uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub precondition_rv: Option<String>,
+    /// Who asks (the user of the bearer token), as admission webhooks see it.
+    pub user: crate::admission::UserInfo,
 }
 
 const MAX_RETRIES: usize = 100;
@@ -81,6 +87,7 @@ impl State {
             bookmark_interval,
             faults,
             kubelet: std::sync::atomic::AtomicBool::new(true),
+            users: Mutex::new(std::collections::HashMap::new()),
             writes: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
@@ -395,6 +402,7 @@ pub async fn create(
                 object: Some(&obj),
                 old: None,
                 dry_run: opts.dry_run,
+                user: &opts.user,
             },
         )
         .await?;
@@ -449,6 +457,7 @@ pub async fn create(
                 object: Some(&obj),
                 old: None,
                 dry_run: opts.dry_run,
+                user: &opts.user,
             },
         )
         .await?;
@@ -716,6 +725,7 @@ pub async fn update(
                         object: Some(&new),
                         old: Some(&cur_v),
                         dry_run: opts.dry_run,
+                        user: &opts.user,
                     },
                 )
                 .await?;
@@ -736,6 +746,7 @@ pub async fn update(
                     object: Some(&new),
                     old: Some(&cur_v),
                     dry_run: opts.dry_run,
+                    user: &opts.user,
                 },
             )
             .await?;
@@ -914,6 +925,7 @@ pub async fn delete(
                 object: None,
                 old: Some(&cur_v),
                 dry_run: opts.dry_run,
+                user: &opts.user,
             },
         )
         .await?;
@@ -929,6 +941,7 @@ pub async fn delete(
                 object: None,
                 old: Some(&cur_v),
                 dry_run: opts.dry_run,
+                user: &opts.user,
             },
         )
         .await?;
@@ -1282,6 +1295,7 @@ pub async fn bind(
                 object: Some(&body),
                 old: None,
                 dry_run: opts.dry_run,
+                user: &opts.user,
             },
         )
         .await?;
@@ -1310,6 +1324,7 @@ pub async fn bind(
                 object: Some(&body),
                 old: None,
                 dry_run: opts.dry_run,
+                user: &opts.user,
             },
         )
         .await?;

@@ -63,6 +63,10 @@ pub struct ServerOptions {
     pub simulate_kubelet: bool,
     /// Webhook `clientConfig.service` (namespace, name) mapped to loopback addresses.
     pub webhook_services: Vec<(String, String, SocketAddr)>,
+    /// More bearer tokens, each with the user (username, groups) it authenticates as; `token`
+    /// is `system:admin`. Every user may do everything (no authorization), but admission
+    /// webhooks see who asks.
+    pub users: Vec<(String, String, Vec<String>)>,
 }
 
 impl Default for ServerOptions {
@@ -76,6 +80,7 @@ impl Default for ServerOptions {
             faults: FaultConfig::default(),
             simulate_kubelet: true,
             webhook_services: Vec::new(),
+            users: Vec::new(),
         }
     }
 }
@@ -164,6 +169,17 @@ impl ApiServer {
         state
             .kubelet
             .store(opts.simulate_kubelet, std::sync::atomic::Ordering::Relaxed);
+        for (token, username, groups) in &opts.users {
+            let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+            state
+                .users
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    token.clone(),
+                    crate::admission::UserInfo::new(username, &groups),
+                );
+        }
         for (ns, name, addr) in &opts.webhook_services {
             state.admission.set_service(ns, name, *addr);
         }
@@ -249,28 +265,58 @@ impl ApiServerHandle {
 
     /// A kubeconfig (YAML) for this server, context `aipam`, namespace `default`.
     pub fn kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_yaml_for(&self.token)
+    }
+
+    /// Adds a bearer token that authenticates as `username` with `groups` (plus
+    /// `system:authenticated`, and the service-account groups for
+    /// `system:serviceaccount:NS:NAME`). Admission webhooks see that user in `userInfo`.
+    pub fn add_user(&self, token: &str, username: &str, groups: &[&str]) {
+        self.state
+            .users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                token.to_string(),
+                crate::admission::UserInfo::new(username, groups),
+            );
+    }
+
+    /// A kubeconfig (YAML) like [`Self::kubeconfig_yaml`] with another bearer token (see
+    /// [`Self::add_user`]).
+    pub fn kubeconfig_yaml_for(&self, token: &str) -> String {
         let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: aipam\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: aipam\n  user:\n    token: {}\ncontexts:\n- name: aipam\n  context:\n    cluster: aipam\n    user: aipam\n    namespace: default\ncurrent-context: aipam\n",
             self.url(),
-            self.token
+            token
         )
     }
 
     /// Writes the kubeconfig to a file, atomically (a reader never sees a partial file).
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), Error> {
+        self.write_kubeconfig_for(path, &self.token)
+    }
+
+    /// Writes a kubeconfig with another bearer token (see [`Self::add_user`]), atomically.
+    pub fn write_kubeconfig_for(&self, path: &Path, token: &str) -> Result<(), Error> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, self.kubeconfig_yaml())?;
+        std::fs::write(&tmp, self.kubeconfig_yaml_for(token))?;
         std::fs::rename(&tmp, path)?;
         Ok(())
     }
 
     /// A kube client talking HTTPS to the server, verifying its CA.
     pub async fn client(&self) -> Result<kube::Client, Error> {
+        self.client_for(&self.token).await
+    }
+
+    /// A kube client over HTTPS with another bearer token (see [`Self::add_user`]).
+    pub async fn client_for(&self, token: &str) -> Result<kube::Client, Error> {
         install_crypto_provider();
-        let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml())
+        let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml_for(token))
             .map_err(|e| Error::Kube(e.to_string()))?;
         let cfg =
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())

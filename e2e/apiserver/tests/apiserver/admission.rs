@@ -494,3 +494,68 @@ async fn a_service_with_several_endpoints_spreads_calls_and_skips_dead_ones() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn webhooks_see_the_user_of_the_bearer_token() {
+    let (s, c) = start().await;
+    create_ns(&c, "t").await;
+    let hook = hook(|_| json!({"allowed": true})).await;
+    s.set_webhook_service("webhooks", "wh", hook.addr);
+    configure(
+        &s,
+        "ValidatingWebhookConfiguration",
+        vec![svc_webhook("who.test", &hook, json!({}))],
+    )
+    .await;
+    s.add_user("alice-token", "alice", &["devs"]);
+    s.add_user(
+        "op-token",
+        "system:serviceaccount:aipam-system:aipam-operator",
+        &[],
+    );
+    let pods_as = |c: kube::Client| Api::<Pod>::namespaced(c, "t");
+    pods_as(c.clone())
+        .create(&PostParams::default(), &pod(json!({})))
+        .await
+        .unwrap();
+    pods_as(s.client_for("alice-token").await.unwrap())
+        .create(&PostParams::default(), &pod(json!({})))
+        .await
+        .unwrap();
+    pods_as(s.client_for("op-token").await.unwrap())
+        .create(&PostParams::default(), &pod(json!({})))
+        .await
+        .unwrap();
+    let users: Vec<Value> = hook
+        .requests()
+        .iter()
+        .map(|r| r["userInfo"].clone())
+        .collect();
+    assert_eq!(
+        users,
+        [
+            json!({"username": "system:admin", "groups": ["system:masters", "system:authenticated"]}),
+            json!({"username": "alice", "groups": ["devs", "system:authenticated"]}),
+            json!({"username": "system:serviceaccount:aipam-system:aipam-operator",
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:aipam-system", "system:authenticated"]}),
+        ]
+    );
+    // An unknown token is refused; a user other than the administrator cannot drive the
+    // stand-in's own controls.
+    let e = pods_as(s.client_for("nobody").await.unwrap())
+        .create(&PostParams::default(), &pod(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(status(e).code, 401);
+    let alice = s.client_for("alice-token").await.unwrap();
+    let (code, _) = raw(
+        &alice,
+        "PUT",
+        "/_aipam/faults",
+        "application/json",
+        Some(json!({"errorRate": 1.0})),
+    )
+    .await;
+    assert_eq!(code, 403);
+    s.shutdown().await;
+}
