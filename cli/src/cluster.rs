@@ -30,6 +30,10 @@ pub struct ClusterArgs {
     /// Namespace of the spiderpool-conf ConfigMap.
     #[arg(long, default_value = "aipam-system")]
     pub config_namespace: String,
+    /// The collector's grace period, when the operator runs with --reservation-grace-seconds
+    /// (default: reservationGraceSeconds of spiderpool-conf, as the operator reads it).
+    #[arg(long)]
+    pub reservation_grace_seconds: Option<u64>,
 }
 
 /// Why the cluster could not be read.
@@ -120,6 +124,8 @@ pub struct Snapshot {
     /// NetworkAttachmentDefinitions' `spec.config` by (namespace, name); empty when Multus is
     /// not installed.
     pub networks: BTreeMap<(String, String), String>,
+    /// Overrides `reservationGraceSeconds` (the operator's `--reservation-grace-seconds`).
+    pub grace_override: Option<u64>,
 }
 
 /// Lists what `status` and `inspect` need.
@@ -178,6 +184,7 @@ pub async fn snapshot(client: &Client, config_namespace: &str) -> Result<Snapsho
         namespaces: list_all(client, "Namespaces").await?,
         config,
         networks,
+        grace_override: None,
     })
 }
 
@@ -223,11 +230,15 @@ pub async fn top_controller(
 impl Snapshot {
     /// The cluster configuration (defaults when the ConfigMap is absent).
     pub fn ipam_config(&self) -> Result<IpamConfig, ClusterError> {
-        match &self.config {
-            None => Ok(IpamConfig::default()),
+        let mut config = match &self.config {
+            None => IpamConfig::default(),
             Some(data) => IpamConfig::from_configmap_data(data)
-                .map_err(|e| ClusterError::Config(e.to_string())),
+                .map_err(|e| ClusterError::Config(e.to_string()))?,
+        };
+        if let Some(g) = self.grace_override {
+            config.reservation_grace_seconds = g;
         }
+        Ok(config)
     }
 
     /// Valid pools as the core sees them, and the invalid ones with why.

@@ -217,7 +217,8 @@ fn run() -> Result<ExitCode> {
         Command::Status { cluster, output } => {
             let status = runtime()?.block_on(async {
                 let client = cluster::connect(&cluster).await?;
-                let snap = cluster::snapshot(&client, &cluster.config_namespace).await?;
+                let mut snap = cluster::snapshot(&client, &cluster.config_namespace).await?;
+                snap.grace_override = cluster.reservation_grace_seconds;
                 Ok::<_, cluster::ClusterError>(status::status(
                     &snap,
                     k8s_openapi::jiff::Timestamp::now(),
@@ -247,7 +248,8 @@ fn run() -> Result<ExitCode> {
                 else {
                     return Ok(Err(format!("Pod {ns}/{pod} not found")));
                 };
-                let snap = cluster::snapshot(&client, &cluster.config_namespace).await?;
+                let mut snap = cluster::snapshot(&client, &cluster.config_namespace).await?;
+                snap.grace_override = cluster.reservation_grace_seconds;
                 let owner = pod_owner(&client, &snap, &live).await;
                 Ok::<_, cluster::ClusterError>(Ok(inspect::inspect(
                     &snap,

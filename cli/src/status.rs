@@ -186,7 +186,13 @@ pub fn status(s: &Snapshot, now: Timestamp) -> Status {
         Ok(c) => c,
         Err(e) => {
             warnings.push(format!("{e}; using the defaults"));
-            IpamConfig::default()
+            let defaults = IpamConfig::default();
+            IpamConfig {
+                reservation_grace_seconds: s
+                    .grace_override
+                    .unwrap_or(defaults.reservation_grace_seconds),
+                ..defaults
+            }
         }
     };
     let rules = rules(&config);

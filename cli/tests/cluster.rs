@@ -296,6 +296,36 @@ async fn status_counts_claims_and_names_what_the_collector_will_reclaim() {
     assert!(line.contains("[###############-----]  75%"), "{line}");
     assert!(text.contains("its Pod is gone (pod_gone)"), "{text}");
 
+    // The operator may run with another grace period: the young reservation then goes at
+    // the next scan.
+    let no_grace = stdout(
+        &aipamctl(
+            &[
+                "status",
+                "--kubeconfig",
+                kc,
+                "--reservation-grace-seconds",
+                "0",
+                "-o",
+                "json",
+            ],
+            None,
+        )
+        .await,
+    );
+    let ng: Value = serde_json::from_str(&no_grace).unwrap();
+    assert_eq!(ng["graceSeconds"], 0);
+    let young = ng["reclaim"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "small-v4.10.1.0.12")
+        .unwrap();
+    assert_eq!(
+        (young["reason"].as_str(), young["notBefore"].is_null()),
+        (Some("never_appeared"), true)
+    );
+
     // YAML carries the same document.
     let yaml = stdout(&aipamctl(&["status", "--kubeconfig", kc, "-o", "yaml"], None).await);
     let from_yaml: Value = serde_yaml::from_str(&yaml).unwrap();
@@ -509,4 +539,37 @@ spec:
         "{text}"
     );
     c.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn offline_commands_speak_yaml_too() {
+    let plan = stdout(&aipamctl(&["plan", "-o", "yaml"], None).await);
+    let p: Value = serde_yaml::from_str(&plan).unwrap();
+    let backup = p["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["pod"] == "sample-backup")
+        .unwrap();
+    assert_eq!(
+        backup["interfaces"][0]["ipv4"][0]["pool"],
+        "default-v4-ippool"
+    );
+    let refused = p["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["pod"] == "my-deploy-1")
+        .unwrap();
+    assert!(refused["refused"]
+        .as_str()
+        .unwrap()
+        .contains("pool default-v4-ippool: the namespace's labels do not match its spec.namespaceAffinity (foo=bar)"));
+    let validate = stdout(&aipamctl(&["validate", "-o", "yaml"], None).await);
+    let v: Value = serde_yaml::from_str(&validate).unwrap();
+    assert!(v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["errors"].as_array().unwrap().is_empty()));
 }
