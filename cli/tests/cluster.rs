@@ -402,6 +402,45 @@ async fn inspect_shows_the_rule_the_exclusions_and_what_the_pod_holds() {
     );
     assert!(text.contains("eth0: 10.1.0.10/24 (small-v4)"), "{text}");
 
+    // A named context is used; an unknown one is an error that names it.
+    let ctx = stdout(
+        &aipamctl(
+            &[
+                "inspect",
+                "web",
+                "-n",
+                "team-a",
+                "--kubeconfig",
+                kc,
+                "--context",
+                "aipam",
+            ],
+            None,
+        )
+        .await,
+    );
+    assert!(ctx.contains("Pod team-a/web"), "{ctx}");
+    let bad = aipamctl(
+        &[
+            "inspect",
+            "web",
+            "-n",
+            "team-a",
+            "--kubeconfig",
+            kc,
+            "--context",
+            "nope",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("nope"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
     // An absent Pod is an error the script can see.
     let missing = aipamctl(
         &["inspect", "nope", "-n", "team-a", "--kubeconfig", kc],
