@@ -135,7 +135,7 @@ pub struct Inspection {
 fn claim_is_pods(c: &SpiderIPClaim, pod: &Pod, reservation: Option<&str>) -> bool {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     c.spec.namespace == ns
-        && (c.spec.pod_uid.is_some() && c.spec.pod_uid == pod.metadata.uid
+        && ((c.spec.pod_uid.is_some() && c.spec.pod_uid == pod.metadata.uid)
             || Some(c.spec.reservation.as_str()) == reservation)
 }
 
