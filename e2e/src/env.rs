@@ -19,6 +19,10 @@ use crate::{bin_path, repo, wait_for, Error, Result};
 pub const SYSTEM_NAMESPACE: &str = "aipam-system";
 /// The webhook's Service, as `config/webhook/` names it.
 pub const WEBHOOK_SERVICE: &str = "aipam-webhook";
+/// The user the operator processes authenticate as on the stand-in (its service account).
+pub const OPERATOR_USER: &str = "system:serviceaccount:aipam-system:aipam-operator";
+/// The user the webhook processes authenticate as on the stand-in (its service account).
+pub const WEBHOOK_USER: &str = "system:serviceaccount:aipam-system:aipam-webhook";
 
 /// How to set the environment up.
 #[derive(Clone, Debug)]
@@ -70,6 +74,8 @@ struct Proc {
     args: Vec<String>,
     /// Where `/readyz` is served.
     health: SocketAddr,
+    /// Its kubeconfig (its own user).
+    kubeconfig: PathBuf,
     /// `None` once killed.
     child: Option<Child>,
 }
@@ -230,7 +236,7 @@ impl Env {
     }
 
     /// Starts `bin` as process `name` (its log appended to `name.log`).
-    fn launch(&self, name: &str, bin: &Path, args: &[String]) -> Result<Child> {
+    fn launch(&self, name: &str, bin: &Path, args: &[String], kubeconfig: &Path) -> Result<Child> {
         let log = self.dir.path().join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -240,7 +246,7 @@ impl Env {
         let err = out.try_clone().map_err(io("duplicating a log file"))?;
         Command::new(bin)
             .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",
                 std::env::var("E2E_LOG").unwrap_or_else(|_| "info".to_string()),
@@ -258,17 +264,49 @@ impl Env {
         name: &str,
         args: Vec<String>,
         health: SocketAddr,
+        user: &str,
     ) -> Result<()> {
         let bin = bin_path(bin)?;
-        let child = self.launch(name, &bin, &args)?;
+        let kubeconfig = self.kubeconfig_for(user)?;
+        let child = self.launch(name, &bin, &args, &kubeconfig)?;
         self.children.push(Proc {
             name: name.to_string(),
             bin,
             args,
             health,
+            kubeconfig,
             child: Some(child),
         });
         Ok(())
+    }
+
+    /// A kubeconfig file for `user` (a bearer token of its own on the stand-in, which admission
+    /// webhooks see as that user); the environment's kubeconfig on a real cluster.
+    pub fn kubeconfig_for(&self, user: &str) -> Result<PathBuf> {
+        let Some(server) = self.server.as_ref() else {
+            return Ok(self.kubeconfig.clone());
+        };
+        let token = user_token(user);
+        server.add_user(&token, user, &[]);
+        let path = self.dir.path().join(format!("{token}.kubeconfig"));
+        server
+            .write_kubeconfig_for(&path, &token)
+            .map_err(|e| Error::StandIn(e.to_string()))?;
+        Ok(path)
+    }
+
+    /// A client authenticated as `user` (stand-in only: on a real cluster, the environment's
+    /// own client).
+    pub async fn client_as(&self, user: &str) -> Result<kube::Client> {
+        let Some(server) = self.server.as_ref() else {
+            return Ok(self.client.clone());
+        };
+        let token = user_token(user);
+        server.add_user(&token, user, &[]);
+        server
+            .client_for(&token)
+            .await
+            .map_err(|e| Error::StandIn(e.to_string()))
     }
 
     /// The names of the processes started here, in start order (`aipam-webhook-0`, …,
@@ -299,11 +337,16 @@ impl Env {
     /// running process is killed first) and waits until it is ready.
     pub async fn restart(&mut self, name: &str) -> Result<()> {
         self.kill(name)?;
-        let (bin, args, health) = {
+        let (bin, args, health, kubeconfig) = {
             let p = self.proc_mut(name)?;
-            (p.bin.clone(), p.args.clone(), p.health)
+            (
+                p.bin.clone(),
+                p.args.clone(),
+                p.health,
+                p.kubeconfig.clone(),
+            )
         };
-        let child = self.launch(name, &bin, &args)?;
+        let child = self.launch(name, &bin, &args, &kubeconfig)?;
         self.proc_mut(name)?.child = Some(child);
         self.wait_ready(name, health).await
     }
@@ -357,6 +400,7 @@ impl Env {
                     format!("--config-namespace={}", opts.config_namespace),
                 ],
                 health,
+                WEBHOOK_USER,
             )?;
             endpoints.push(listen);
         }
@@ -414,7 +458,7 @@ impl Env {
             args.push(format!("--renew-deadline={}", (d * 2 / 3).max(1)));
             args.push(format!("--retry-period={}", (d / 4).max(1)));
         }
-        self.spawn("aipam-operator", &name, args, metrics)?;
+        self.spawn("aipam-operator", &name, args, metrics, OPERATOR_USER)?;
         self.wait_ready(&name, metrics).await
     }
 
@@ -540,6 +584,22 @@ impl Drop for Env {
     fn drop(&mut self) {
         self.kill_children();
     }
+}
+
+/// The stand-in bearer token of a user: its name with every character outside `[A-Za-z0-9-]`
+/// replaced.
+fn user_token(user: &str) -> String {
+    let t: String = user
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("token-{t}")
 }
 
 /// `Kind namespace/name` of a manifest, for messages.

@@ -479,5 +479,53 @@ fn admission_goes_through_the_service_over_https_only() {
             );
         }
     }
-    assert_eq!(n, 6);
+    assert_eq!(n, 7);
+}
+
+/// The Pod UPDATE guard of the reservation annotation (docs/threat-model.md) fails closed: with
+/// `Ignore` it would be bypassed whenever no webhook replica answers. Its matchConditions only
+/// narrow the calls to updates that change the annotation and do not come from the operator,
+/// whose username is the webhook's default `--operator-user`.
+#[test]
+fn the_reservation_guard_fails_closed_and_exempts_only_the_operator() {
+    let docs = documents();
+    let guards: Vec<&Value> = docs
+        .iter()
+        .filter(|(_, d)| kind(d) == "ValidatingWebhookConfiguration")
+        .flat_map(|(_, d)| d["webhooks"].as_array().unwrap())
+        .filter(|w| w["clientConfig"]["service"]["path"] == "/validate-pod-update")
+        .collect();
+    assert_eq!(guards.len(), 1);
+    let w = guards[0];
+    assert_eq!(w["failurePolicy"], "Fail");
+    assert_eq!(strs(&w["rules"][0]["operations"]), vec!["UPDATE"]);
+    assert_eq!(strs(&w["rules"][0]["resources"]), vec!["pods"]);
+    let conditions = w["matchConditions"].as_array().unwrap();
+    assert_eq!(conditions.len(), 2);
+    let exempt = conditions[1]["expression"].as_str().unwrap();
+    assert_eq!(
+        exempt,
+        format!(
+            "request.userInfo.username != '{}'",
+            aipam_webhook::pod_guard::DEFAULT_OPERATOR_USER
+        )
+    );
+    let changes = conditions[0]["expression"].as_str().unwrap();
+    assert!(
+        changes.contains("object.metadata.annotations['aipam.io/reservation'] != oldObject.metadata.annotations['aipam.io/reservation']"),
+        "{changes}"
+    );
+    // The operator's service account is the one config/operator/ runs as.
+    let sa = docs
+        .iter()
+        .find(|(_, d)| kind(d) == "Deployment" && name(d) == "aipam-operator")
+        .map(|(_, d)| d["spec"]["template"]["spec"]["serviceAccountName"].clone())
+        .unwrap();
+    assert_eq!(
+        format!(
+            "system:serviceaccount:aipam-system:{}",
+            sa.as_str().unwrap()
+        ),
+        aipam_webhook::pod_guard::DEFAULT_OPERATOR_USER
+    );
 }

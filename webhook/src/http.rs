@@ -21,6 +21,7 @@ use crate::cache::Cache;
 use crate::effects::Effects;
 use crate::metrics::Metrics;
 use crate::pod::PodHooks;
+use crate::pod_guard::PodGuard;
 use crate::pools::PoolHooks;
 use crate::response::deny;
 
@@ -37,6 +38,8 @@ pub enum Hook {
     MutatePod,
     /// `/validate-pod`: Pod CREATE.
     ValidatePod,
+    /// `/validate-pod-update`: Pod UPDATE (the reservation annotation guard).
+    GuardPod,
     /// `/mutate-ippool`: SpiderIPPool CREATE.
     MutatePool,
     /// `/validate-ippool`: SpiderIPPool CREATE, UPDATE, DELETE.
@@ -49,9 +52,10 @@ pub enum Hook {
 
 impl Hook {
     /// Every hook.
-    pub const ALL: [Hook; 6] = [
+    pub const ALL: [Hook; 7] = [
         Hook::MutatePod,
         Hook::ValidatePod,
+        Hook::GuardPod,
         Hook::MutatePool,
         Hook::ValidatePool,
         Hook::ValidateSubnet,
@@ -63,6 +67,7 @@ impl Hook {
         match self {
             Hook::MutatePod => "/mutate-pod",
             Hook::ValidatePod => "/validate-pod",
+            Hook::GuardPod => "/validate-pod-update",
             Hook::MutatePool => "/mutate-ippool",
             Hook::ValidatePool => "/validate-ippool",
             Hook::ValidateSubnet => "/validate-subnet",
@@ -73,7 +78,7 @@ impl Hook {
     /// API group, version and resource (plural) it serves.
     pub fn resource(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            Hook::MutatePod | Hook::ValidatePod => ("", "v1", "pods"),
+            Hook::MutatePod | Hook::ValidatePod | Hook::GuardPod => ("", "v1", "pods"),
             Hook::MutatePool | Hook::ValidatePool => (SPIDER_GROUP, "v2beta1", "spiderippools"),
             Hook::ValidateSubnet => (SPIDER_GROUP, "v2beta1", "spidersubnets"),
             Hook::ValidateReservedIp => (SPIDER_GROUP, "v2beta1", "spiderreservedips"),
@@ -83,7 +88,7 @@ impl Hook {
     /// The kind it serves.
     pub fn kind(self) -> &'static str {
         match self {
-            Hook::MutatePod | Hook::ValidatePod => "Pod",
+            Hook::MutatePod | Hook::ValidatePod | Hook::GuardPod => "Pod",
             Hook::MutatePool | Hook::ValidatePool => "SpiderIPPool",
             Hook::ValidateSubnet => "SpiderSubnet",
             Hook::ValidateReservedIp => "SpiderReservedIP",
@@ -94,6 +99,7 @@ impl Hook {
     pub fn operations(self) -> &'static [Operation] {
         match self {
             Hook::MutatePod | Hook::ValidatePod | Hook::MutatePool => &[Operation::Create],
+            Hook::GuardPod => &[Operation::Update],
             Hook::ValidatePool => &[Operation::Create, Operation::Update, Operation::Delete],
             Hook::ValidateSubnet | Hook::ValidateReservedIp => {
                 &[Operation::Create, Operation::Update]
@@ -146,6 +152,8 @@ pub struct App<E> {
     pub pods: PodHooks<E>,
     /// The pool hooks.
     pub pools: PoolHooks,
+    /// The Pod UPDATE guard.
+    pub guard: PodGuard,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Time allowed for one review.
@@ -161,6 +169,7 @@ impl<E: Effects> App<E> {
         App {
             pods,
             pools: PoolHooks::new(cache),
+            guard: PodGuard::default(),
             metrics,
             timeout: Duration::from_secs(8),
         }
@@ -176,9 +185,10 @@ impl<E: Effects> App<E> {
             return deny(req, 400, &msg);
         }
         // Judging with a cache that has not listed everything would refuse Pods for pools it
-        // has not seen and let overlapping pools through. (Binding never refuses.)
+        // has not seen and let overlapping pools through. (Binding never refuses; the guard
+        // reads nothing from the cluster.)
         let missing = self.pools.cache.unsynced();
-        if !missing.is_empty() && hook != Hook::ValidatePod {
+        if !missing.is_empty() && !matches!(hook, Hook::ValidatePod | Hook::GuardPod) {
             let names: Vec<&str> = missing.iter().map(|k| k.name()).collect();
             return deny(
                 req,
@@ -193,6 +203,7 @@ impl<E: Effects> App<E> {
             match hook {
                 Hook::MutatePod => self.pods.mutate(req).await,
                 Hook::ValidatePod => self.pods.bind(req).await,
+                Hook::GuardPod => self.guard.review(req),
                 Hook::MutatePool => self.pools.mutate_pool(req),
                 Hook::ValidatePool => self.pools.validate_pool(req),
                 Hook::ValidateSubnet => self.pools.validate_subnet(req),

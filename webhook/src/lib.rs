@@ -2,6 +2,8 @@
 //!
 //! - [`pod`]: reserve addresses when a Pod is admitted (mutating) and bind them to the Pod's
 //!   final name and UID (validating);
+//! - [`pod_guard`]: refuse changes of a Pod's reservation annotation after creation by anyone
+//!   but the operator (Pod UPDATE);
 //! - [`pools`]: mutate and validate SpiderIPPool, SpiderSubnet and SpiderReservedIP;
 //! - [`http`]: AdmissionReview v1 over HTTP, the routes and what each is registered for;
 //! - [`server`] and [`tls`]: rustls (TLS 1.2/1.3, certificate reloaded from its files) and
@@ -15,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod network;
 pub mod pod;
+pub mod pod_guard;
 #[cfg(test)]
 mod pod_tests;
 pub mod pools;

@@ -62,6 +62,14 @@ struct Args {
     /// timeoutSeconds).
     #[arg(long, env = "AIPAM_WEBHOOK_REQUEST_TIMEOUT_MS", default_value_t = 8000)]
     request_timeout_ms: u64,
+    /// The user (as Kubernetes authenticates it) allowed to change the `aipam.io/reservation`
+    /// annotation of an existing Pod: the operator's service account. Everyone else is refused.
+    #[arg(
+        long,
+        env = "AIPAM_WEBHOOK_OPERATOR_USER",
+        default_value = aipam_webhook::pod_guard::DEFAULT_OPERATOR_USER
+    )]
+    operator_user: String,
     /// Claim creations tried per pool (each conflict picks another address).
     #[arg(long, env = "AIPAM_WEBHOOK_ATTEMPTS_PER_POOL", default_value_t = 16)]
     attempts_per_pool: u32,
@@ -116,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut app = App::new(cache.clone(), KubeEffects::new(client));
     app.timeout = Duration::from_millis(args.request_timeout_ms);
+    app.guard.operator_user = args.operator_user.clone();
     app.pods.options = PodOptions {
         interfaces: InterfaceOptions {
             primary_interface: args.primary_interface.clone(),

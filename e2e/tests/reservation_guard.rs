@@ -1,0 +1,208 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The Pod UPDATE guard end to end (docs/threat-model.md, "Pod annotations after admission"):
+//! a user who may update Pods cannot rewrite a running Pod's `aipam.io/reservation` to take a
+//! reservation of the namespace that is not bound to its Pod yet, nor drop their own; the
+//! request is refused, nothing is bound to the wrong Pod, and other updates of the Pod still
+//! go through. The users are real on the stand-in: each client has its own bearer token and
+//! the webhook sees that user in `userInfo`; the operator runs as its service account.
+//!
+//! The binaries must be built first (`cargo build --workspace --bins`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use aipam_core::reservation::{Reservation, ReservedAddress, ReservedInterface, ANNO_RESERVATION};
+use aipam_crds::record::{claim_for, ClaimTarget};
+use aipam_crds::{SpiderEndpoint, SpiderIPClaim};
+use aipam_e2e::env::yaml_docs;
+use aipam_e2e::sim::schedule;
+use aipam_e2e::{wait_for, Env, Options};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use serde_json::json;
+
+const ALICE: &str = "alice";
+
+async fn create_pod(client: kube::Client, name: &str) -> Pod {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "tenant", "annotations": {
+            "ipam.spidernet.io/ippool": "{\"ipv4\": [\"g\"]}"}},
+        "spec": {"containers": [{"name": "c", "image": "x"}]}
+    }))
+    .unwrap();
+    let api: Api<Pod> = Api::namespaced(client, "tenant");
+    wait_for("the webhook to admit", Duration::from_secs(20), || {
+        let (api, pod) = (api.clone(), pod.clone());
+        async move { api.create(&PostParams::default(), &pod).await.ok() }
+    })
+    .await
+    .unwrap()
+}
+
+fn record(pod: &Pod) -> Reservation {
+    Reservation::parse(&pod.annotations()[ANNO_RESERVATION]).unwrap()
+}
+
+async fn patch_annotation(
+    client: kube::Client,
+    pod: &str,
+    value: Option<String>,
+) -> Result<Pod, kube::core::Status> {
+    let api: Api<Pod> = Api::namespaced(client, "tenant");
+    api.patch(
+        pod,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {ANNO_RESERVATION: value}}})),
+    )
+    .await
+    .map_err(|e| match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API refusal, got {other}"),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_cannot_rewrite_a_pods_reservation_and_steals_nothing() {
+    let env = Env::start(Options::default()).await.unwrap();
+    for d in yaml_docs(
+        "world",
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: tenant}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {conditions: [{type: Ready, status: "True"}]}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: g}
+spec: {subnet: 10.70.0.0/24, ips: [10.70.0.10-10.70.0.20], gateway: 10.70.0.1}
+"#,
+    )
+    .unwrap()
+    {
+        env.apply(&d).await.unwrap();
+    }
+    let alice = env.client_as(ALICE).await.unwrap();
+    let attacker = create_pod(alice.clone(), "attacker").await;
+    let own = record(&attacker);
+
+    // A reservation of the namespace not bound to a Pod yet (as in the window between mutating
+    // admission and binding): a claim with the reservation id and no Pod UID.
+    let loot = ReservedAddress {
+        pool: "g".to_string(),
+        address: "10.70.0.20".parse::<IpAddr>().unwrap(),
+    };
+    let claims: Api<SpiderIPClaim> = Api::all(env.client.clone());
+    claims
+        .create(
+            &PostParams::default(),
+            &claim_for(
+                &loot,
+                &ClaimTarget {
+                    namespace: "tenant",
+                    pod_name: None,
+                    pod_uid: None,
+                    interface: "eth0",
+                    reservation: "r-unbound",
+                    owner: None,
+                    provisional: false,
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let forged = Reservation {
+        id: "r-unbound".to_string(),
+        interfaces: vec![ReservedInterface {
+            interface: "eth0".to_string(),
+            ipv4: vec![loot.clone()],
+            ..ReservedInterface::default()
+        }],
+    };
+
+    // Rewriting, removing, even re-adding: all refused, with the reason.
+    let e = patch_annotation(alice.clone(), "attacker", Some(forged.to_annotation()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, 403, "{}", e.message);
+    assert_eq!(
+        e.message,
+        "admission webhook \"pods-update.validate.aipam.io\" denied the request: user \"alice\" may not change the annotation aipam.io/reservation of Pod tenant/attacker: it records the addresses aipam reserved for the Pod when it was created, and only the aipam operator (system:serviceaccount:aipam-system:aipam-operator) changes it afterwards; to get other addresses, delete the Pod and create it again"
+    );
+    let e = patch_annotation(alice.clone(), "attacker", None)
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("may not remove the annotation"),
+        "{}",
+        e.message
+    );
+    // A cluster administrator is not the operator either.
+    let e = patch_annotation(env.client.clone(), "attacker", Some(forged.to_annotation()))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("user \"system:admin\" may not change"),
+        "{}",
+        e.message
+    );
+
+    // Other updates of the Pod still go through for her.
+    let pods: Api<Pod> = Api::namespaced(alice.clone(), "tenant");
+    let labelled = pods
+        .patch(
+            "attacker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": "web"}}})),
+        )
+        .await
+        .expect("a label change is not the guard's business");
+    assert_eq!(
+        record(&labelled),
+        own,
+        "the record is what the webhook wrote"
+    );
+
+    // Nothing was stolen: once scheduled and bound, the attacker's endpoint holds its own
+    // address, and the unbound claim was never given to it.
+    let pod = pods.get("attacker").await.unwrap();
+    schedule(&env, &pod, 0).await.unwrap().expect("node n1");
+    let uid = pod.uid().unwrap();
+    let eps: Api<SpiderEndpoint> = Api::namespaced(env.client.clone(), "tenant");
+    let ep = wait_for("the attacker's endpoint", Duration::from_secs(30), || {
+        let (eps, uid) = (eps.clone(), uid.clone());
+        async move {
+            let ep = eps.get_opt("attacker").await.ok()??;
+            let cur = ep.status.clone()?.current;
+            (cur.uid == uid && cur.node == "n1").then_some(cur)
+        }
+    })
+    .await
+    .unwrap();
+    let addrs: Vec<String> = ep
+        .ips
+        .iter()
+        .filter_map(|i| i.ipv4.clone())
+        .map(|a| a.split('/').next().unwrap().to_string())
+        .collect();
+    let own_addrs: Vec<String> = own
+        .addresses()
+        .iter()
+        .map(|a| a.address.to_string())
+        .collect();
+    assert_eq!(addrs, own_addrs);
+    assert!(!addrs.contains(&"10.70.0.20".to_string()));
+    for c in claims.list(&ListParams::default()).await.unwrap() {
+        if c.spec.address == "10.70.0.20" {
+            assert_eq!(c.spec.pod_uid, None, "the unbound claim stays unbound");
+        } else {
+            assert_eq!(c.spec.pod_uid.as_deref(), Some(uid.as_str()));
+        }
+    }
+    env.stop().await;
+}
