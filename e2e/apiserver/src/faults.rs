@@ -14,12 +14,50 @@ pub struct FaultConfig {
     pub error_rate: f64,
     /// Rate at which a watch is dropped (its connection closed) after each event or bookmark.
     pub watch_drop_rate: f64,
+    /// Rate at which a request is slowed down by [`FaultConfig::slow`] (on top of `delay`).
+    pub slow_rate: f64,
+    /// How long a slowed request waits.
+    pub slow: Duration,
+}
+
+/// A kind of injected fault, as counted by [`Faults::counts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A request slowed by `slow` (`slow_rate`); the fixed `delay` is not counted.
+    Slow,
+    /// A write refused with 409.
+    Conflict,
+    /// A request refused with 500.
+    Error,
+    /// A watch connection closed.
+    WatchDrop,
+}
+
+impl FaultKind {
+    /// Every kind.
+    pub const ALL: [FaultKind; 4] = [
+        FaultKind::Slow,
+        FaultKind::Conflict,
+        FaultKind::Error,
+        FaultKind::WatchDrop,
+    ];
+
+    /// Its name in [`Faults::counts`].
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Slow => "slow",
+            FaultKind::Conflict => "conflict",
+            FaultKind::Error => "error",
+            FaultKind::WatchDrop => "watch_drop",
+        }
+    }
 }
 
 /// The live fault configuration, changeable at run time through the handle.
 #[derive(Debug, Default)]
 pub struct Faults {
     cfg: Mutex<FaultConfig>,
+    counts: [std::sync::atomic::AtomicU64; 4],
 }
 
 impl Faults {
@@ -27,6 +65,7 @@ impl Faults {
     pub fn new(cfg: FaultConfig) -> Self {
         Self {
             cfg: Mutex::new(cfg),
+            counts: Default::default(),
         }
     }
 
@@ -38,6 +77,21 @@ impl Faults {
     /// The current configuration.
     pub fn get(&self) -> FaultConfig {
         self.cfg.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counts one injected fault.
+    pub fn hit(&self, kind: FaultKind) {
+        let i = FaultKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.counts[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Faults injected so far, by kind (`slow`, `conflict`, `error`, `watch_drop`).
+    pub fn counts(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        FaultKind::ALL
+            .iter()
+            .zip(&self.counts)
+            .map(|(k, c)| (k.name(), c.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
     }
 
     /// Draws with probability `rate`.

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::admission::UserInfo;
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
-use crate::faults::Faults;
+use crate::faults::{FaultKind, Faults};
 use crate::patch::PatchKind;
 use crate::resources::ResourceDef;
 use crate::rest::{self, at_version, Change, DeleteOpts, State, WriteOpts};
@@ -123,13 +123,19 @@ pub async fn handle(AxState(ctx): AxState<Ctx>, req: Request<Body>) -> Response<
     if !faults.delay.is_zero() {
         tokio::time::sleep(faults.delay).await;
     }
+    if !faults.slow.is_zero() && Faults::roll(faults.slow_rate) {
+        ctx.st.faults.hit(FaultKind::Slow);
+        tokio::time::sleep(faults.slow).await;
+    }
     if Faults::roll(faults.error_rate) {
+        ctx.st.faults.hit(FaultKind::Error);
         return error_response(&ApiError::internal(
             "Internal error occurred: injected fault",
         ));
     }
     let method = req.method().clone();
     if method != Method::GET && Faults::roll(faults.conflict_rate) {
+        ctx.st.faults.hit(FaultKind::Conflict);
         return error_response(&ApiError::new(409, "Conflict", "Operation cannot be fulfilled: injected conflict; please apply your changes to the latest version and try again"));
     }
     let path = req.uri().path().trim_end_matches('/').to_string();
@@ -159,6 +165,8 @@ async fn admin(ctx: &Ctx, req: Request<Body>) -> ApiResult<Response<Body>> {
                 conflict_rate: rate("conflictRate"),
                 error_rate: rate("errorRate"),
                 watch_drop_rate: rate("watchDropRate"),
+                slow_rate: rate("slowRate"),
+                slow: Duration::from_millis(v.get("slowMs").and_then(Value::as_u64).unwrap_or(0)),
             });
             Ok(json_response(200, &v))
         }
@@ -806,6 +814,7 @@ fn watch(
                             return;
                         }
                         if Faults::roll(st2.faults.get().watch_drop_rate) {
+                            st2.faults.hit(FaultKind::WatchDrop);
                             return;
                         }
                     }
@@ -821,6 +830,7 @@ fn watch(
                             return;
                         }
                         if Faults::roll(st2.faults.get().watch_drop_rate) {
+                            st2.faults.hit(FaultKind::WatchDrop);
                             return;
                         }
                     }

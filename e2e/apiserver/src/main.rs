@@ -52,6 +52,12 @@ struct Args {
     /// Rate (0..1), per event, of watches dropped.
     #[arg(long, default_value_t = 0.0)]
     fault_watch_drop_rate: f64,
+    /// Rate (0..1) of requests slowed down by `--fault-slow-ms`.
+    #[arg(long, default_value_t = 0.0)]
+    fault_slow_rate: f64,
+    /// How long a slowed request waits, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    fault_slow_ms: u64,
 }
 
 fn parse_service(s: &str) -> Result<(String, String, SocketAddr), String> {
@@ -96,6 +102,8 @@ async fn main() -> anyhow::Result<()> {
             conflict_rate: args.fault_conflict_rate,
             error_rate: args.fault_error_rate,
             watch_drop_rate: args.fault_watch_drop_rate,
+            slow_rate: args.fault_slow_rate,
+            slow: Duration::from_millis(args.fault_slow_ms),
         },
     };
     let server = ApiServer::start(opts).await?;

@@ -376,6 +376,11 @@ impl ApiServerHandle {
         self.state.faults.set(faults);
     }
 
+    /// Faults injected so far, by kind: `slow`, `conflict`, `error`, `watch_drop`.
+    pub fn fault_counts(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.state.faults.counts()
+    }
+
     /// Turns the kubelet simulation on or off.
     pub fn set_kubelet_simulation(&self, on: bool) {
         self.state

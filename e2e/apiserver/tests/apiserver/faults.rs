@@ -39,7 +39,19 @@ async fn injected_conflicts_errors_and_delays() {
     let t = std::time::Instant::now();
     api.create(&PostParams::default(), &cm).await.unwrap();
     assert!(t.elapsed() >= Duration::from_millis(300));
+    s.set_faults(FaultConfig {
+        slow_rate: 1.0,
+        slow: Duration::from_millis(200),
+        ..Default::default()
+    });
+    let t = std::time::Instant::now();
+    api.list(&ListParams::default()).await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(200));
     s.set_faults(FaultConfig::default());
+    let counts = s.fault_counts();
+    assert_eq!(counts["conflict"], 1, "{counts:?}");
+    assert_eq!(counts["error"], 1, "{counts:?}");
+    assert_eq!(counts["slow"], 1, "{counts:?}");
     s.shutdown().await;
 }
 
