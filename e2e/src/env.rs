@@ -42,6 +42,8 @@ pub struct Options {
     /// The operators' Lease duration in seconds (renew deadline 2/3 of it, retry period 1/4,
     /// at least 1 s each); `None` keeps the operator's defaults (15 s).
     pub lease_duration_seconds: Option<u64>,
+    /// The operators' full garbage-collection scan interval (`--gc-interval`).
+    pub gc_interval: Duration,
 }
 
 impl Default for Options {
@@ -53,6 +55,7 @@ impl Default for Options {
             webhook_replicas: 1,
             operator_replicas: 1,
             lease_duration_seconds: None,
+            gc_interval: Duration::from_secs(10),
         }
     }
 }
@@ -445,7 +448,7 @@ impl Env {
             format!("--metrics-addr={metrics}"),
             format!("--lease-namespace={SYSTEM_NAMESPACE}"),
             format!("--config-namespace={}", opts.config_namespace),
-            "--gc-interval=10s".to_string(),
+            format!("--gc-interval={}ms", opts.gc_interval.as_millis().max(1)),
             "--status-interval-ms=200".to_string(),
             format!(
                 "--reservation-grace-seconds={}",

@@ -100,7 +100,11 @@ fn pod_from_template(template: &Value, meta: Value) -> Value {
 }
 
 async fn nodes(env: &Env) -> Result<Vec<NodeInfo>> {
-    let api: Api<Node> = Api::all(env.client.clone());
+    nodes_with(&env.client).await
+}
+
+async fn nodes_with(client: &kube::Client) -> Result<Vec<NodeInfo>> {
+    let api: Api<Node> = Api::all(client.clone());
     Ok(api
         .list(&ListParams::default())
         .await?
@@ -273,6 +277,15 @@ async fn wait_for_real_pods(
 /// (the `spread`-th of them, to spread Pods over zones) and binds it, as the scheduler does.
 /// Returns the node, or `None` when no node admits the Pod.
 pub async fn schedule(env: &Env, pod: &Pod, spread: usize) -> Result<Option<String>> {
+    schedule_with(&env.client, pod, spread).await
+}
+
+/// [`schedule`] with a client (for tasks that do not hold the environment).
+pub async fn schedule_with(
+    client: &kube::Client,
+    pod: &Pod,
+    spread: usize,
+) -> Result<Option<String>> {
     if let Some(n) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
         return Ok(Some(n));
     }
@@ -282,7 +295,7 @@ pub async fn schedule(env: &Env, pod: &Pod, spread: usize) -> Result<Option<Stri
         .as_ref()
         .and_then(|s| s.node_selector.clone())
         .unwrap_or_default();
-    let fits: Vec<NodeInfo> = nodes(env)
+    let fits: Vec<NodeInfo> = nodes_with(client)
         .await?
         .into_iter()
         .filter(|n| terms_match(&terms, n))
@@ -294,7 +307,7 @@ pub async fn schedule(env: &Env, pod: &Pod, spread: usize) -> Result<Option<Stri
     let node = fits[spread % fits.len()].name.clone();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let binding = json!({
         "apiVersion": "v1", "kind": "Binding",
         "metadata": {"name": name, "namespace": ns},
