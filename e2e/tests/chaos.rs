@@ -85,6 +85,8 @@ struct Stats {
     sts_same: AtomicU64,
     sts_moved: AtomicU64,
     sts_lost: AtomicU64,
+    /// (Pod, addresses it had) of StatefulSet Pods that lost their address.
+    lost: std::sync::Mutex<Vec<(String, Vec<String>)>>,
     /// Refusals by message shape (digits and names blanked).
     refusals: std::sync::Mutex<BTreeMap<String, u64>>,
 }
@@ -302,7 +304,11 @@ async fn worker(
                             Stats::add(&stats.sts_same);
                         } else if before.len() == 1 {
                             Stats::add(&stats.sts_moved);
-                            eprintln!("{name}: had {before:?}, now {addrs:?}");
+                            stats
+                                .lost
+                                .lock()
+                                .unwrap()
+                                .push((name.clone(), before.clone()));
                         }
                     }
                     bind(&client, &p, rng.below(3) as usize, &stats).await;
@@ -324,7 +330,11 @@ async fn worker(
                 Created::Refused => {
                     if sts_addr[i].as_ref().is_some_and(|b| b.len() == 1) {
                         Stats::add(&stats.sts_lost);
-                        eprintln!("{name}: had {:?}, now refused", sts_addr[i]);
+                        stats
+                            .lost
+                            .lock()
+                            .unwrap()
+                            .push((name.clone(), sts_addr[i].clone().unwrap_or_default()));
                     }
                     sts_addr[i] = None;
                 }
@@ -529,6 +539,15 @@ async fn check(client: &kube::Client, settled: bool) -> Findings {
             let Some(set) = sets.iter().find(|s| s.name_any() == o.name) else {
                 return false;
             };
+            // Kept for the ordinal's next Pod only while there is none: a live Pod of that
+            // name that does not hold it means the address is nobody's.
+            if c.spec
+                .pod_name
+                .as_deref()
+                .is_some_and(|n| pods.iter().any(|p| p.name_any() == n))
+            {
+                return false;
+            }
             let replicas = set
                 .data
                 .pointer("/spec/replicas")
@@ -888,6 +907,18 @@ spec:
         Stats::get(&stats.sts_moved),
         Stats::get(&stats.sts_lost)
     );
+    if std::env::var("CHAOS_TRACE").is_ok() {
+        for (pod, addrs) in stats.lost.lock().unwrap().iter() {
+            println!("--- {pod} lost {addrs:?}");
+            for name in env.process_names() {
+                for l in env.log(&name).lines() {
+                    if addrs.iter().any(|a| l.contains(a.as_str())) || l.contains(pod.as_str()) {
+                        println!("{name}: {l}");
+                    }
+                }
+            }
+        }
+    }
     for (shape, n) in stats.refusals.lock().unwrap().iter() {
         println!("refused {n}x: {shape}");
     }

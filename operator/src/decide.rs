@@ -350,6 +350,23 @@ pub fn judge_claim(
             (Some(s), None) => !s.deleting,
             _ => false,
         };
+        // The ordinal's Pod exists again, under a new UID and reservation that do not list
+        // this claim (admitted while this claim's pool was full, or its pools changed): the
+        // address is no Pod's any more; keeping it for the set would hold it as long as the
+        // set lives.
+        let replaced = c
+            .spec
+            .pod_name
+            .as_deref()
+            .and_then(|n| world.pod_by_name(&c.spec.namespace, n))
+            .and_then(|p| p.reservation.as_ref())
+            .is_some_and(|r| !r.claim_names().iter().any(|n| n == name));
+        if wanted && replaced {
+            return ClaimVerdict::Delete {
+                why: Why::PodGone,
+                pod_absent: true,
+            };
+        }
         if wanted {
             return if c.spec.pod_uid.is_some() {
                 ClaimVerdict::KeepForStatefulSet

@@ -294,6 +294,48 @@ fn stateless_pods_stuck_terminating_on_a_dead_node_are_released_after_their_grac
     assert_eq!(judge_claim(&c, &w, t(500), &rules()), ClaimVerdict::Keep);
 }
 
+/// Found by e2e/tests/chaos.rs: a StatefulSet Pod made again while its kept address's pool
+/// was full was admitted with another address; the old claim was then kept "for the next Pod"
+/// as long as the set lived, so the ordinal held two addresses.
+#[test]
+fn a_stateful_set_address_is_released_when_the_ordinals_new_pod_holds_another() {
+    let c = mk_claim("zb", "10.91.0.21", "ns", "r-old")
+        .pod("db-1", Some("u-old"))
+        .bound()
+        .owner("StatefulSet", "db")
+        .0;
+    let set = SetState {
+        replicas: 2,
+        deleting: false,
+    };
+    let next = mk_pod("ns", "db-1", "u-new")
+        .reservation(&record("r-new", &[("za", "10.90.0.13")]))
+        .owned_by("StatefulSet", "db");
+    let mut w = world(&[&next]);
+    w.stateful_sets.insert(("ns".into(), "db".into()), set);
+    assert_eq!(
+        judge_claim(&c, &w, t(1), &rules()),
+        delete(Why::PodGone, true)
+    );
+    // The new Pod took this very claim over: kept.
+    let took = mk_pod("ns", "db-1", "u-new")
+        .reservation(&record("r-new", &[("zb", "10.91.0.21")]))
+        .owned_by("StatefulSet", "db");
+    let mut w = world(&[&took]);
+    w.stateful_sets.insert(("ns".into(), "db".into()), set);
+    assert_eq!(
+        judge_claim(&c, &w, t(1), &rules()),
+        ClaimVerdict::KeepForStatefulSet
+    );
+    // No Pod of that name (yet): kept for it.
+    let mut w = world(&[]);
+    w.stateful_sets.insert(("ns".into(), "db".into()), set);
+    assert_eq!(
+        judge_claim(&c, &w, t(1), &rules()),
+        ClaimVerdict::KeepForStatefulSet
+    );
+}
+
 #[test]
 fn stateful_set_addresses_are_kept_for_the_next_pod_until_the_set_scales_below_the_ordinal() {
     let c = mk_claim("p", "10.0.0.5", "ns", "r-1")
