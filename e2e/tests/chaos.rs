@@ -882,9 +882,14 @@ spec:
         delete(&pods, &p.name_any(), &stats).await;
     }
     let (f, took) = settle(&env.client, Duration::from_secs(GRACE_SECONDS * 6 + 20)).await;
-    let (left_claims, left_eps) = {
+    // Endpoints of gone Pods wait out the grace period too: give them as long as claims.
+    let gone_by = Instant::now() + Duration::from_secs(GRACE_SECONDS * 6 + 20);
+    let (left_claims, left_eps) = loop {
         let (_, claims, eps, _, _) = list_all(&env.client).await.unwrap();
-        (claims.len(), eps.len())
+        if (claims.is_empty() && eps.is_empty()) || Instant::now() > gone_by {
+            break (claims.len(), eps.len());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     };
     leaks += f.leaks.len();
     let server = env.stand_in().unwrap();

@@ -90,15 +90,29 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
                 spec.insert("podName".into(), json!(view.name));
                 spec.insert("podUID".into(), json!(view.uid));
             }
-            let patch = json!({ "spec": spec });
-            if ignore_not_found(
-                claim_api
-                    .patch(&b.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await,
-            )?
-            .is_none()
+            let mut patch = json!({ "spec": spec });
+            if b.set_pod {
+                // Only the claim as planned from: the webhook may have handed it to the next
+                // Pod of a StatefulSet meanwhile (new reservation, no podUID); binding it to
+                // this Pod then would leave the next one unable to bind (found by
+                // e2e/tests/chaos.rs). The resourceVersion makes the patch conditional.
+                if let Some(rv) = claims
+                    .get(&b.name)
+                    .and_then(|c| c.metadata.resource_version.clone())
+                {
+                    patch["metadata"] = json!({ "resourceVersion": rv });
+                }
+            }
+            match claim_api
+                .patch(&b.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
             {
-                continue;
+                Ok(_) => {}
+                Err(e) if is_conflict(&e) => {
+                    return Ok(Action::requeue(Duration::from_millis(200)))
+                }
+                Err(e) if crate::error::is_not_found(&e) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
         if b.set_status {
