@@ -15,6 +15,7 @@ use std::time::Instant;
 use aipam_core::alloc::{pick, seed_from};
 use aipam_core::model::Pool;
 use aipam_core::ranges::{ip_from_u128, ip_to_u128, IpFamily, IpSet};
+use aipam_core::usage::UsedIndex;
 
 fn pool(cidr: &str) -> Pool {
     let net: ipnet::IpNet = cidr.parse().unwrap_or_else(|_| panic!("bad CIDR {cidr}"));
@@ -56,7 +57,17 @@ fn used_scattered(p: &Pool, count: u64) -> IpSet {
 /// How the addresses in use are laid out in a pool.
 type UsedShape = Box<dyn Fn(&Pool) -> IpSet>;
 
-fn time_case(p: &Pool, used: &IpSet) -> (f64, f64) {
+/// Most reservations an index is built for here: one claim object per address, and no cluster
+/// holds tens of millions of objects.
+const MAX_INDEXED: u128 = 20_000_000;
+
+fn median_p90(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    (samples[samples.len() / 2], samples[samples.len() * 9 / 10])
+}
+
+/// The old path: allocatable, then `allocatable - used` as sets, then the n-th.
+fn time_sets(p: &Pool, used: &IpSet) -> (f64, f64) {
     let reserved = IpSet::new();
     let mut samples: Vec<f64> = Vec::with_capacity(200);
     for i in 0u64..220 {
@@ -69,8 +80,37 @@ fn time_case(p: &Pool, used: &IpSet) -> (f64, f64) {
             samples.push(dt);
         }
     }
-    samples.sort_by(|a, b| a.total_cmp(b));
-    (samples[samples.len() / 2], samples[samples.len() * 9 / 10])
+    median_p90(samples)
+}
+
+/// The webhook's path: allocatable, then a binary search over the index of used addresses;
+/// plus the cost of recording and forgetting one claim in the index.
+fn time_index(p: &Pool, used: &mut UsedIndex) -> ((f64, f64), (f64, f64)) {
+    let reserved = IpSet::new();
+    let mut picks: Vec<f64> = Vec::with_capacity(200);
+    let mut updates: Vec<f64> = Vec::with_capacity(200);
+    for i in 0u64..220 {
+        let t = Instant::now();
+        let allocatable = p.allocatable(&reserved);
+        let ip = used.pick(&allocatable, None, seed_from(&[&i.to_le_bytes()]));
+        black_box(ip);
+        let dt = t.elapsed().as_secs_f64() * 1e6;
+        if let Some(ip) = ip {
+            let t = Instant::now();
+            used.insert(&ip);
+            used.remove(&ip);
+            if i >= 20 {
+                updates.push(t.elapsed().as_secs_f64() * 1e6 / 2.0);
+            }
+        }
+        if i >= 20 {
+            picks.push(dt);
+        }
+    }
+    if updates.is_empty() {
+        updates.push(f64::NAN);
+    }
+    (median_p90(picks), median_p90(updates))
 }
 
 fn main() {
@@ -95,29 +135,55 @@ fn main() {
             Box::new(|p: &Pool| used_scattered(p, 100_000)),
         ),
     ];
-    println!("allocation cost (allocatable - used, then pick), microseconds; ratio = median / median of the /24");
+    println!("allocation cost per address, microseconds (median / p90 of 200); ratio = median / median of the /24 of the same shape");
+    println!("  sets  = allocatable - used as range sets, then the n-th (aipam_core::alloc::pick; the webhook before the index)");
+    println!("  index = binary search over the used-address index (aipam_core::usage::UsedIndex::pick; the webhook now)");
+    println!("  update = recording or forgetting one claim in the index (every watch event)");
     println!(
-        "{:<24} {:<14} {:>10} {:>10} {:>8}",
-        "in use", "pool", "median", "p90", "ratio"
+        "{:<24} {:<12} {:>9} {:>9} {:>6} | {:>9} {:>9} {:>6} | {:>8}",
+        "in use",
+        "pool",
+        "sets p50",
+        "sets p90",
+        "ratio",
+        "index p50",
+        "index p90",
+        "ratio",
+        "update"
     );
     for (shape, make) in &shapes {
-        let mut base: Option<f64> = None;
+        let mut base: Option<(f64, f64)> = None;
         for cidr in pools {
             let p = pool(cidr);
             let used = make(&p);
             if used.len() >= p.allocatable(&IpSet::new()).len() {
-                println!(
-                    "{shape:<24} {cidr:<14} {:>10} {:>10} {:>8}",
-                    "n/a", "(more than the pool)", ""
-                );
+                println!("{shape:<24} {cidr:<12} n/a (more than the pool)");
                 continue;
             }
-            let (median, p90) = time_case(&p, &used);
-            let ratio = base.map(|b| median / b).unwrap_or(1.0);
+            let (sm, s90) = time_sets(&p, &used);
+            let index = if used.len() <= MAX_INDEXED {
+                let mut idx: UsedIndex = used.iter().collect();
+                Some(time_index(&p, &mut idx))
+            } else {
+                None
+            };
+            let im = index.map_or(f64::NAN, |((m, _), _)| m);
             if base.is_none() && p.family == IpFamily::V4 {
-                base = Some(median);
+                base = Some((sm, im));
             }
-            println!("{shape:<24} {cidr:<14} {median:>10.2} {p90:>10.2} {ratio:>8.2}");
+            let (bs, bi) = base.unwrap_or((sm, im));
+            match index {
+                Some(((im, i90), (um, _))) => println!(
+                    "{shape:<24} {cidr:<12} {sm:>9.2} {s90:>9.2} {:>6.2} | {im:>9.2} {i90:>9.2} {:>6.2} | {um:>8.2}",
+                    sm / bs,
+                    im / bi
+                ),
+                None => println!(
+                    "{shape:<24} {cidr:<12} {sm:>9.2} {s90:>9.2} {:>6.2} | {:>30} |",
+                    sm / bs,
+                    "n/a (more claims than a cluster holds)"
+                ),
+            }
         }
     }
 }

@@ -7,8 +7,8 @@
 //! 100,000 scattered reservations that is milliseconds per Pod. [`UsedIndex`] keeps the used
 //! addresses in sorted chunks with running counts: insert and remove cost O(chunk + chunks),
 //! counting the used addresses below a value costs O(log n), and [`UsedIndex::pick`] finds the
-//! `k`-th free address of a pool by binary search over the pool's address span, O(bits × log n),
-//! without building any set. The choice is exactly as uniform as `pick`'s: the `seed % free`-th
+//! `k`-th free address of a pool by binary search over the used addresses inside each range,
+//! without building any set: O(log n) whatever the pool's size. The choice is exactly as uniform as `pick`'s: the `seed % free`-th
 //! free address in order.
 
 use std::collections::BTreeMap;
@@ -145,13 +145,24 @@ impl UsedIndex {
         self.before[ci - 1] + c.partition_point(|&v| v <= x)
     }
 
+    /// Number of members `< x`.
+    fn count_below(&self, x: u128) -> usize {
+        x.checked_sub(1).map_or(0, |l| self.count_le(l))
+    }
+
+    /// The `j`-th member's value in order; `j < len`.
+    fn nth_value(&self, j: usize) -> u128 {
+        let ci = self.before.partition_point(|&b| b <= j).saturating_sub(1);
+        self.chunks
+            .get(ci)
+            .and_then(|c| c.get(j - self.before[ci]))
+            .copied()
+            .unwrap_or(u128::MAX)
+    }
+
     /// Number of members in `[lo, hi]`.
     fn count_in(&self, lo: u128, hi: u128) -> u128 {
-        let below = match lo.checked_sub(1) {
-            Some(l) => self.count_le(l),
-            None => 0,
-        };
-        (self.count_le(hi) - below) as u128
+        (self.count_le(hi) - self.count_below(lo)) as u128
     }
 
     /// Whether the members can be compared with `set` (same family, or either empty).
@@ -178,8 +189,13 @@ impl UsedIndex {
 
     /// The `seed % free`-th free address of `allocatable` in order (the same address
     /// [`crate::alloc::pick`] gives for the same sets), or `preferred` when it is free. `None`
-    /// when nothing is free. O(ranges × log n + bits × log n).
-    pub fn pick(&self, allocatable: &IpSet, preferred: Option<&IpAddr>, seed: u64) -> Option<IpAddr> {
+    /// when nothing is free. O(ranges × log n).
+    pub fn pick(
+        &self,
+        allocatable: &IpSet,
+        preferred: Option<&IpAddr>,
+        seed: u64,
+    ) -> Option<IpAddr> {
         if let Some(p) = preferred {
             if allocatable.contains(p) && !self.contains(p) {
                 return Some(*p);
@@ -196,7 +212,9 @@ impl UsedIndex {
                 (s, e, r.len().saturating_sub(self.count_in(s, e)))
             })
             .collect();
-        let total = spans.iter().fold(0u128, |a, &(_, _, f)| a.saturating_add(f));
+        let total = spans
+            .iter()
+            .fold(0u128, |a, &(_, _, f)| a.saturating_add(f));
         if total == 0 {
             return None;
         }
@@ -206,17 +224,22 @@ impl UsedIndex {
                 k -= free;
                 continue;
             }
-            // Smallest x in [s, e] with (x - s + 1) - used(s..=x) >= k + 1: the k-th free.
-            let (mut lo, mut hi) = (s, e);
+            // The used members inside [s, e] are those with global positions j0..j1. Before the
+            // j-th of them there are (v_j - s) - (j - j0) free addresses, which never decreases
+            // with j; the k-th free address is s + k + (number of members before it).
+            let j0 = self.count_below(s);
+            let j1 = self.count_le(e);
+            let (mut lo, mut hi) = (j0, j1);
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
-                let free_to_mid = (mid - s + 1) - self.count_in(s, mid);
-                if free_to_mid > k {
+                let free_before = (self.nth_value(mid) - s) - (mid - j0) as u128;
+                if free_before > k {
                     hi = mid;
                 } else {
                     lo = mid + 1;
                 }
             }
+            let lo = s + k + (lo - j0) as u128;
             return ip_from_u128(family, lo);
         }
         None
@@ -303,13 +326,19 @@ mod tests {
         assert!(u.contains(&v4(base + 300)));
         assert!(!u.contains(&v4(base + 301)));
         assert!(!u.contains(&"fd00::1".parse().unwrap()));
-        assert!(!u.insert(&"fd00::1".parse().unwrap()), "other family refused");
+        assert!(
+            !u.insert(&"fd00::1".parse().unwrap()),
+            "other family refused"
+        );
         for i in 0..5000u32 {
             assert!(u.remove(&v4(base + i * 3)));
         }
         assert!(u.is_empty());
         assert_eq!(u.family(), None);
-        assert!(u.insert(&"fd00::1".parse().unwrap()), "empty index takes any family");
+        assert!(
+            u.insert(&"fd00::1".parse().unwrap()),
+            "empty index takes any family"
+        );
     }
 
     #[test]
@@ -333,7 +362,9 @@ mod tests {
         let u: UsedIndex = (0..100_000u32).map(|i| v4(0x0a00_0000 + i * 97)).collect();
         assert_eq!(u.free_in(&all), all.len() - 100_000);
         for seed in 0..200u64 {
-            let ip = u.pick(&all, None, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)).unwrap();
+            let ip = u
+                .pick(&all, None, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .unwrap();
             assert!(all.contains(&ip) && !u.contains(&ip), "{ip}");
         }
         let set = u.to_set();
