@@ -1087,53 +1087,67 @@ pub fn gc_pass(s: &mut Store, kubelet: bool) -> bool {
     }
     // Dependents whose owners are all gone are deleted (background); dangling references are removed;
     // dependents of owners deleted in the foreground are deleted.
-    // Only objects with owner references or a foreground-deletion finalizer matter here.
-    let snapshot: Vec<(ObjKey, Value)> = s
+    // Only objects with owner references or a foreground-deletion finalizer matter here. The
+    // pass runs after every burst of writes over every object, so it decides by reference and
+    // clones only what it changes (cloning every owned object made it most of the stand-in's
+    // CPU under load).
+    let is_foreground_deleting = |o: &Value| {
+        o.pointer("/metadata/deletionTimestamp").is_some()
+            && o.pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| f.iter().any(|x| x == "foregroundDeletion"))
+    };
+    let foreground: Vec<String> = s
         .objects
-        .iter()
-        .filter(|(_, v)| {
-            v.pointer("/metadata/ownerReferences").is_some()
-                || v.pointer("/metadata/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|f| f.iter().any(|x| x == "foregroundDeletion"))
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .values()
+        .filter(|o| is_foreground_deleting(o))
+        .filter_map(|o| meta_str(o, "uid").map(str::to_string))
         .collect();
-    let foreground: Vec<String> = snapshot
-        .iter()
-        .filter(|(_, o)| {
-            o.pointer("/metadata/deletionTimestamp").is_some()
-                && finalizers(o).iter().any(|f| f == "foregroundDeletion")
-        })
-        .filter_map(|(_, o)| meta_str(o, "uid").map(str::to_string))
-        .collect();
-    for (k, o) in &snapshot {
-        let owners = owner_uids(o);
+    let mut doomed: Vec<ObjKey> = Vec::new();
+    let mut dangling: Vec<ObjKey> = Vec::new();
+    for (k, o) in &s.objects {
+        let Some(refs) = o
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        let owners: Vec<&str> = refs
+            .iter()
+            .filter_map(|r| r.get("uid").and_then(Value::as_str))
+            .collect();
         if owners.is_empty() {
             continue;
         }
-        let present: Vec<&String> = owners.iter().filter(|u| s.uids.contains_key(*u)).collect();
+        let present = owners.iter().filter(|u| s.uids.contains_key(**u)).count();
         let deleting = o.pointer("/metadata/deletionTimestamp").is_some();
-        if present.is_empty() || owners.iter().any(|u| foreground.contains(u)) {
+        if present == 0 || owners.iter().any(|u| foreground.iter().any(|f| f == u)) {
             if !deleting {
-                let _ = delete_locked(s, k, "Background", None);
-                changed = true;
+                doomed.push(k.clone());
             }
-        } else if present.len() < owners.len() {
-            let rv = meta_str(o, "resourceVersion")
-                .unwrap_or_default()
-                .to_string();
-            let mut n = o.clone();
-            if let Some(Value::Array(refs)) = n.pointer_mut("/metadata/ownerReferences") {
-                refs.retain(|r| {
-                    r.get("uid")
-                        .and_then(Value::as_str)
-                        .is_some_and(|u| s.uids.contains_key(u))
-                });
-            }
-            let _ = s.replace(k, n, &rv);
-            changed = true;
+        } else if present < owners.len() {
+            dangling.push(k.clone());
         }
+    }
+    for k in doomed {
+        let _ = delete_locked(s, &k, "Background", None);
+        changed = true;
+    }
+    for k in dangling {
+        let Some(o) = s.get(&k) else { continue };
+        let rv = meta_str(o, "resourceVersion")
+            .unwrap_or_default()
+            .to_string();
+        let mut n = o.clone();
+        if let Some(Value::Array(refs)) = n.pointer_mut("/metadata/ownerReferences") {
+            refs.retain(|r| {
+                r.get("uid")
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| s.uids.contains_key(u))
+            });
+        }
+        let _ = s.replace(&k, n, &rv);
+        changed = true;
     }
     // Owners deleted in the foreground lose their finalizer once no dependent remains.
     for uid in foreground {
