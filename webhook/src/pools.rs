@@ -2,6 +2,10 @@
 //! `aipam_core::validate` (the same `aipamctl validate` applies offline), checked against the
 //! cluster as the cache mirrors it.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aipam_core::model::Pool;
 use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::validate::{
     validate_pool, validate_pool_delete, validate_pool_in_subnets, validate_pool_overlaps,
@@ -78,17 +82,54 @@ fn pool_invalid(name: &str, field: &str, message: String) -> Invalid {
     }
 }
 
+/// How long a pool this replica admitted counts for overlap checks before the cache has it.
+const RECENT_FOR: Duration = Duration::from_secs(60);
+
 /// The pool hooks.
 #[derive(Debug, Clone)]
 pub struct PoolHooks {
     /// What the cluster looks like.
     pub cache: Cache,
+    /// Pools this replica allowed lately, until its cache shows them: two overlapping pools
+    /// applied one right after the other (`kubectl apply -f dir/`) must not both pass because
+    /// the first one's watch event had not arrived yet. Overlapping pools would hand out the
+    /// same address twice, as claims are named per pool.
+    recent: Arc<Mutex<Vec<(Pool, Instant)>>>,
 }
 
 impl PoolHooks {
     /// Over this cache.
     pub fn new(cache: Cache) -> PoolHooks {
-        PoolHooks { cache }
+        PoolHooks {
+            cache,
+            recent: Arc::default(),
+        }
+    }
+
+    /// The valid pools other than `name`: the cache's, and those allowed here lately that the
+    /// cache has not seen yet (by name).
+    fn other_pools(&self, name: &str) -> Vec<Pool> {
+        let mut out: Vec<Pool> = self
+            .cache
+            .pools()
+            .into_iter()
+            .filter_map(|e| e.pool.ok())
+            .filter(|p| p.name != name)
+            .collect();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.retain(|(p, at)| at.elapsed() < RECENT_FOR && self.cache.pool(&p.name).is_none());
+        for (p, _) in recent.iter() {
+            if p.name != name && !out.iter().any(|o| o.name == p.name) {
+                out.push(p.clone());
+            }
+        }
+        out
+    }
+
+    fn remember(&self, pool: Pool) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.retain(|(p, _)| p.name != pool.name);
+        recent.push((pool, Instant::now()));
     }
 
     /// `/mutate-ippool` (CREATE): `spec.ipVersion` from the subnet when absent, and the
@@ -187,13 +228,7 @@ impl PoolHooks {
             Ok(p) => p,
             Err(e) => return invalid(req, &e),
         };
-        let others: Vec<_> = self
-            .cache
-            .pools()
-            .into_iter()
-            .filter_map(|e| e.pool.ok())
-            .filter(|p| p.name != pool.name)
-            .collect();
+        let others = self.other_pools(&pool.name);
         if let Err(e) = validate_pool_overlaps(&pool, others.iter()) {
             return invalid(req, &e);
         }
@@ -210,6 +245,9 @@ impl PoolHooks {
             if let Err(e) = validate_pool_in_subnets(&pool, subnets.iter()) {
                 return invalid(req, &e);
             }
+        }
+        if !req.dry_run {
+            self.remember(pool);
         }
         allow(req)
     }

@@ -249,3 +249,33 @@ fn reserving_an_address_held_by_a_pod_is_refused_naming_it() {
     );
     assert!(h.validate_reserved_ip(&rr).allowed);
 }
+
+#[test]
+fn a_pool_allowed_moments_ago_counts_for_overlaps_before_its_watch_event() {
+    // `kubectl apply -f pools/`: rack-c is allowed, and rack-d arrives before the cache has
+    // seen rack-c. Both passing would let two pools hand out 10.30.0.20 twice.
+    let (h, _) = world();
+    let c = pool(
+        "rack-c",
+        json!({"ipVersion": 4, "subnet": "10.30.0.0/24", "ips": ["10.30.0.10-10.30.0.20"]}),
+    );
+    assert!(
+        h.validate_pool(&req(POOLS, "CREATE", Some(&c), None))
+            .allowed
+    );
+    let d = pool(
+        "rack-d",
+        json!({"ipVersion": 4, "subnet": "10.30.0.0/24", "ips": ["10.30.0.20-10.30.0.30"]}),
+    );
+    let resp = h.validate_pool(&req(POOLS, "CREATE", Some(&d), None));
+    assert!(!resp.allowed);
+    assert_eq!(
+        resp.result.message,
+        "SpiderIPPool rack-d is invalid: spec.ips: overlaps SpiderIPPool rack-c on 1 address(es): 10.30.0.20"
+    );
+    // Re-applying rack-c itself is not an overlap with its own earlier admission.
+    assert!(
+        h.validate_pool(&req(POOLS, "CREATE", Some(&c), None))
+            .allowed
+    );
+}
