@@ -16,8 +16,8 @@
 //!   of an ordinal it still wants excepted), and at the end none at all;
 //! - every pool's `allocatedIPCount` equals its claims.
 //!
-//! Short by default (runs in `cargo test`); `CHAOS_PODS=3000` (Pods created), `CHAOS_WORKERS`,
-//! `CHAOS_SEED` for a longer or replayed run; figures are printed (`-- --nocapture`).
+//! Short by default (runs in `cargo test`); `CHAOS_PODS=3000` (Pod creations tried),
+//! `CHAOS_WORKERS`, `CHAOS_KILL_EVERY`, `CHAOS_SEED` for a longer or replayed run; figures are printed (`-- --nocapture`).
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`).
 
@@ -767,29 +767,37 @@ spec:
         // In the middle of the churn: a webhook replica and the operator leader are killed,
         // then started again; a replica that exited on its own (a lost Lease) is restarted.
         let before = Stats::get(&stats.created);
-        let quarter = per_phase / 4;
+        // Kills: one webhook replica once an eighth of the phase's tries were created, the
+        // leader at a quarter, then every `CHAOS_KILL_EVERY` creations (default 150),
+        // alternately, one process down at a time.
+        let quarter = (per_phase / 8).max(1);
+        let every = env_num("CHAOS_KILL_EVERY", 150).max(1);
         let mut killed_webhook: Option<(String, Instant)> = None;
         let mut killed_leader: Option<(String, Instant)> = None;
-        let mut done_webhook = false;
-        let mut done_leader = false;
+        let mut next_kill = quarter;
+        let mut kills_in_phase = 0u64;
         while tasks.iter().any(|t| !t.is_finished()) {
             let made = Stats::get(&stats.created) - before;
-            if !done_webhook && made >= quarter {
-                let name = webhook_name(rng.below(WEBHOOKS as u64) as usize);
-                env.kill(&name).unwrap();
-                webhook_kills += 1;
-                killed_webhook = Some((name, Instant::now()));
-                done_webhook = true;
-            }
-            if !done_leader && made >= 2 * quarter {
-                if let Ok(Some(leader)) = env.operator_leader().await {
+            let down = killed_webhook.is_some() || killed_leader.is_some();
+            if !down && made >= next_kill {
+                if kills_in_phase % 2 == 0 {
+                    let name = webhook_name(rng.below(WEBHOOKS as u64) as usize);
+                    env.kill(&name).unwrap();
+                    webhook_kills += 1;
+                    killed_webhook = Some((name, Instant::now()));
+                } else if let Ok(Some(leader)) = env.operator_leader().await {
                     if env.is_running(&leader) {
                         env.kill(&leader).unwrap();
                         leader_kills += 1;
                         killed_leader = Some((leader, Instant::now()));
                     }
                 }
-                done_leader = true;
+                kills_in_phase += 1;
+                next_kill = if kills_in_phase == 1 {
+                    2 * quarter
+                } else {
+                    next_kill + every
+                };
             }
             for slot in [&mut killed_webhook, &mut killed_leader] {
                 if slot
