@@ -17,7 +17,8 @@
 //! - every pool's `allocatedIPCount` equals its claims.
 //!
 //! Short by default (runs in `cargo test`); `CHAOS_PODS=3000` (Pod creations tried),
-//! `CHAOS_WORKERS`, `CHAOS_KILL_EVERY`, `CHAOS_SEED` for a longer or replayed run; figures are printed (`-- --nocapture`).
+//! `CHAOS_WORKERS`, `CHAOS_KILL_EVERY`, `CHAOS_SEED` for a longer or replayed run; figures are
+//! printed (`-- --nocapture`).
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`).
 
