@@ -957,14 +957,12 @@ spec:
     env.stop().await;
 }
 
-/// The chaos run's "StatefulSet Pods made again: ... refused N", made deterministic: a
-/// StatefulSet Pod deleted and made again under its name is refused "all 2 addresses are in
-/// use" when its pool is full, although the address kept for it is one of those two: the
-/// webhook's pool selection (`aipam_core::select`, `has_free`) drops the full pool before
-/// `PodHooks::stateful_claim` (webhook/src/pod.rs) looks for the kept claim. Ignored until that
-/// is fixed (see the issue 9 report): `cargo test -p aipam-e2e --test chaos -- --ignored`.
+/// Found by the chaos run ("StatefulSet Pods made again: ... refused N"), made deterministic: a
+/// StatefulSet Pod deleted and made again under its name was refused "all 2 addresses are in
+/// use" when its pool was full, although the address kept for it is one of those two: pool
+/// selection dropped the full pool before the kept claim was looked for. The webhook now counts
+/// a Pod's kept addresses as free to it (`OwnKept` in webhook/src/pod.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: a StatefulSet Pod is refused when the pool of its kept address is full"]
 async fn a_statefulset_pod_keeps_its_address_when_its_pool_is_full() {
     let env = Env::start(Options::default()).await.unwrap();
     for d in yaml_docs(

@@ -324,6 +324,16 @@ impl Cache {
         self.read().claims.values().cloned().collect()
     }
 
+    /// The claims matching `keep`, judged under the read lock (no copy of the others).
+    pub fn claims_where(&self, keep: impl Fn(&ClaimEntry) -> bool) -> Vec<ClaimEntry> {
+        self.read()
+            .claims
+            .values()
+            .filter(|c| keep(c))
+            .cloned()
+            .collect()
+    }
+
     /// One claim.
     pub fn claim(&self, name: &str) -> Option<ClaimEntry> {
         self.read().claims.get(name).cloned()

@@ -18,12 +18,13 @@ use aipam_core::affinity::{self, NodeSelectorTerm};
 use aipam_core::alloc::{claim_name, seed_from};
 use aipam_core::annotations::{parse_routes, ANNO_ROUTES};
 use aipam_core::model::{NamespaceInfo, NodeInfo, Owner, PodInfo, Pool};
-use aipam_core::ranges::IpFamily;
+use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::reservation::{
     reservation_id, Reservation, ReservedAddress, ReservedInterface, ANNO_RESERVATION, ANNO_SKIP,
     LABEL_NAMESPACE_IPAM, LABEL_POOL, LABEL_RESERVATION,
 };
 use aipam_core::select::{select, FamilySelection, Problem, SelectionInput};
+use aipam_core::usage::Usage;
 use aipam_crds::{
     ClaimOwner, IpVersion, PodIPAllocation, SpiderEndpoint, SpiderIPClaim, SpiderIPClaimSpec,
     WorkloadEndpointStatus,
@@ -36,7 +37,7 @@ use kube::core::{DynamicObject, ObjectMeta};
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
-use crate::cache::{Cache, Snapshot};
+use crate::cache::{Cache, ClaimEntry, Snapshot};
 use crate::effects::{Created, EffectError, Effects};
 use crate::metrics::Metrics;
 use crate::network::{self, InterfaceOptions};
@@ -108,6 +109,23 @@ pub struct PodHooks<E> {
 }
 
 /// What the mutating hook learnt about the Pod before reserving.
+/// Selection's view of the addresses in use, with those kept for the Pod being admitted (its
+/// StatefulSet ordinal's previous incarnation) counted as free to it.
+#[derive(Debug)]
+struct OwnKept<'a> {
+    cache: &'a Cache,
+    kept: Vec<(String, IpAddr)>,
+}
+
+impl Usage for OwnKept<'_> {
+    fn has_free(&self, pool: &str, allocatable: &IpSet) -> bool {
+        self.kept
+            .iter()
+            .any(|(p, a)| p == pool && allocatable.contains(a))
+            || self.cache.has_free(pool, allocatable)
+    }
+}
+
 struct PodContext {
     namespace: String,
     name: Option<String>,
@@ -324,6 +342,15 @@ impl<E: Effects> PodHooks<E> {
             owner: owner.clone(),
         };
         let snap = self.cache.snapshot();
+        // A StatefulSet Pod's kept addresses are its own: a pool full of them still serves it.
+        let usage = OwnKept {
+            cache: &self.cache,
+            kept: self
+                .kept_claims(&namespace, name.as_deref(), owner.as_ref())
+                .into_iter()
+                .filter_map(|e| e.address.map(|a| (e.object.spec.pool.clone(), a)))
+                .collect(),
+        };
         let selection = select(&SelectionInput {
             pod: &info,
             namespace: &ns_info,
@@ -336,7 +363,7 @@ impl<E: Effects> PodHooks<E> {
             interfaces: &interfaces,
             config: &config,
             pools: &snap.pools,
-            used: &self.cache,
+            used: &usage,
             reserved_v4: &snap.reserved_v4,
             reserved_v6: &snap.reserved_v6,
         })
@@ -466,6 +493,28 @@ impl<E: Effects> PodHooks<E> {
         Ok(())
     }
 
+    /// The claims a StatefulSet Pod's previous incarnation left for its name (any interface,
+    /// family and pool); empty for other Pods.
+    fn kept_claims(
+        &self,
+        namespace: &str,
+        name: Option<&str>,
+        owner: Option<&Owner>,
+    ) -> Vec<ClaimEntry> {
+        let (Some(name), Some(owner)) = (name, owner.filter(|o| o.is_stateful_set())) else {
+            return Vec::new();
+        };
+        self.cache.claims_where(|e| {
+            let s = &e.object.spec;
+            s.namespace == namespace
+                && s.pod_name.as_deref() == Some(name)
+                && s.owner
+                    .as_ref()
+                    .is_some_and(|o| o.kind == "StatefulSet" && o.name == owner.name)
+                && e.object.metadata.deletion_timestamp.is_none()
+        })
+    }
+
     /// A StatefulSet Pod's claim of a previous incarnation, for this interface and family, in
     /// one of the candidate pools (earliest candidate first).
     fn stateful_claim(
@@ -474,21 +523,13 @@ impl<E: Effects> PodHooks<E> {
         interface: &str,
         fs: &FamilySelection,
     ) -> Option<(String, ReservedAddress)> {
-        let name = ctx.name.as_deref()?;
-        let owner = ctx.owner.as_ref().filter(|o| o.is_stateful_set())?;
-        let claims = self.cache.claims();
+        let claims = self.kept_claims(&ctx.namespace, ctx.name.as_deref(), ctx.owner.as_ref());
         for c in &fs.candidates {
             let found = claims.iter().find(|e| {
                 let s = &e.object.spec;
                 s.pool == c.pool
-                    && s.namespace == ctx.namespace
-                    && s.pod_name.as_deref() == Some(name)
                     && s.interface == interface
                     && s.ip_version == family_version(fs.family)
-                    && s.owner
-                        .as_ref()
-                        .is_some_and(|o| o.kind == "StatefulSet" && o.name == owner.name)
-                    && e.object.metadata.deletion_timestamp.is_none()
             });
             if let Some(e) = found {
                 let address = e.address?;
