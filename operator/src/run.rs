@@ -55,6 +55,8 @@ where
     Box::pin(
         watcher(Api::<K>::all(client.clone()), watcher::Config::default())
             .default_backoff()
+            // managedFields are never read here and are often the largest part of an object.
+            .modify(|o: &mut K| o.meta_mut().managed_fields = None)
             .reflect(writer),
     )
 }

@@ -29,7 +29,10 @@ where
 {
     tokio::spawn(async move {
         let mut buffer: Vec<Object> = Vec::new();
-        let stream = watcher(api, config).default_backoff();
+        // managedFields are never read here and are often the largest part of an object.
+        let stream = watcher(api, config)
+            .default_backoff()
+            .modify(|o: &mut K| o.meta_mut().managed_fields = None);
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {
