@@ -9,7 +9,7 @@ use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool, SpiderReservedIP, 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodStatus};
 use kube::api::Api;
 use kube::runtime::controller::{trigger_self, ReconcileRequest};
 use kube::runtime::reflector::ObjectRef;
@@ -48,6 +48,30 @@ impl Running {
 
 type Watch<K> = std::pin::Pin<Box<dyn Stream<Item = Result<Event<K>, watcher::Error>> + Send>>;
 
+/// Drops what the operator never reads before an object enters its cache: managedFields of
+/// every object (often its largest part), and of a Pod everything but what
+/// [`PodView::from_pod`] reads (metadata, `spec.nodeName`,
+/// `spec.terminationGracePeriodSeconds`, `status.phase`): at 100,000 Pods the containers,
+/// volumes and statuses are most of the operator's memory.
+pub fn slim<K: Resource + 'static>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+    if let Some(pod) = (o as &mut dyn std::any::Any).downcast_mut::<Pod>() {
+        if let Some(spec) = pod.spec.as_mut() {
+            *spec = PodSpec {
+                node_name: spec.node_name.take(),
+                termination_grace_period_seconds: spec.termination_grace_period_seconds,
+                ..PodSpec::default()
+            };
+        }
+        if let Some(status) = pod.status.as_mut() {
+            *status = PodStatus {
+                phase: status.phase.take(),
+                ..PodStatus::default()
+            };
+        }
+    }
+}
+
 fn watch<K>(client: &Client, writer: reflector::store::Writer<K>) -> Watch<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -55,8 +79,7 @@ where
     Box::pin(
         watcher(Api::<K>::all(client.clone()), watcher::Config::default())
             .default_backoff()
-            // managedFields are never read here and are often the largest part of an object.
-            .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+            .modify(|o: &mut K| slim(o))
             .reflect(writer),
     )
 }

@@ -795,7 +795,7 @@ async fn a_stale_cache_is_checked_live_before_anything_is_deleted() {
     let (p, r) = admit_pod(&c, &a).await;
     let claims = all_claims(&c).await;
     // The cache has not seen the Pod: an empty world.
-    let report = scan_with(&ctx, World::new(vec![]), &claims, &[])
+    let report = scan_with(&ctx, World::new(vec![]), &claims, &[] as &[SpiderEndpoint])
         .await
         .unwrap();
     assert!(report.deleted.is_empty(), "{report:?}");
@@ -807,7 +807,7 @@ async fn a_stale_cache_is_checked_live_before_anything_is_deleted() {
         .is_some());
     // Once the Pod is really gone, the same scan collects.
     delete_pod(&c, &name_of(&p)).await;
-    let report = scan_with(&ctx, World::new(vec![]), &claims, &[])
+    let report = scan_with(&ctx, World::new(vec![]), &claims, &[] as &[SpiderEndpoint])
         .await
         .unwrap();
     assert_eq!(report.deleted.len(), 1, "{report:?}");
