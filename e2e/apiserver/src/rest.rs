@@ -1079,6 +1079,11 @@ fn orphan_dependents(s: &mut Store, uid: &str) {
     }
 }
 
+/// `metadata.<field>` (a `get` chain: `Value::pointer` parses its path on every call).
+fn meta<'a>(o: &'a Value, field: &str) -> Option<&'a Value> {
+    o.get("metadata")?.get(field)
+}
+
 /// One pass of the garbage collector and namespace controller. Returns whether it changed anything.
 pub fn gc_pass(s: &mut Store, kubelet: bool) -> bool {
     let mut changed = false;
@@ -1091,9 +1096,11 @@ pub fn gc_pass(s: &mut Store, kubelet: bool) -> bool {
     // pass runs after every burst of writes over every object, so it decides by reference and
     // clones only what it changes (cloning every owned object made it most of the stand-in's
     // CPU under load).
+    // `get` chains, not `Value::pointer`: this runs over every object after every burst of
+    // writes, and pointer parses its path each time.
     let is_foreground_deleting = |o: &Value| {
-        o.pointer("/metadata/deletionTimestamp").is_some()
-            && o.pointer("/metadata/finalizers")
+        meta(o, "deletionTimestamp").is_some()
+            && meta(o, "finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|f| f.iter().any(|x| x == "foregroundDeletion"))
     };
@@ -1106,10 +1113,7 @@ pub fn gc_pass(s: &mut Store, kubelet: bool) -> bool {
     let mut doomed: Vec<ObjKey> = Vec::new();
     let mut dangling: Vec<ObjKey> = Vec::new();
     for (k, o) in &s.objects {
-        let Some(refs) = o
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-        else {
+        let Some(refs) = meta(o, "ownerReferences").and_then(Value::as_array) else {
             continue;
         };
         let owners: Vec<&str> = refs
@@ -1120,7 +1124,7 @@ pub fn gc_pass(s: &mut Store, kubelet: bool) -> bool {
             continue;
         }
         let present = owners.iter().filter(|u| s.uids.contains_key(**u)).count();
-        let deleting = o.pointer("/metadata/deletionTimestamp").is_some();
+        let deleting = meta(o, "deletionTimestamp").is_some();
         if present == 0 || owners.iter().any(|u| foreground.iter().any(|f| f == u)) {
             if !deleting {
                 doomed.push(k.clone());
@@ -1237,7 +1241,9 @@ fn kubelet_pass(s: &mut Store) -> bool {
         .filter(|(k, o)| {
             k.0.is_empty()
                 && k.1 == "pods"
-                && o.pointer("/metadata/deletionTimestamp").is_some()
+                && o.get("metadata")
+                    .and_then(|m| m.get("deletionTimestamp"))
+                    .is_some()
                 && finalizers(o).is_empty()
                 && o.pointer("/spec/nodeName")
                     .and_then(Value::as_str)
