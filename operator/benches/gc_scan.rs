@@ -139,29 +139,37 @@ async fn main() {
 /// Set to a directory holding pods.jsonl and claims.jsonl: load them and time the scans.
 const PROBE_ENV: &str = "GC_SCAN_PROBE";
 
-fn read_lines<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Vec<Arc<T>> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
+fn read_lines<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    prepare: fn(&mut T),
+) -> Vec<Arc<T>> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::io::BufReader::new(file)
+        .lines()
         .map(|l| {
-            serde_json::from_str(l)
-                .map(Arc::new)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            let l = l.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let mut o: T =
+                serde_json::from_str(&l).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            prepare(&mut o);
+            Arc::new(o)
         })
         .collect()
 }
 
 fn probe(dir: &std::path::Path) {
     let before = rss_kib();
-    // As the operator's Pod cache holds them (`run::slim`).
-    let pods: Vec<Arc<Pod>> = read_lines::<Pod>(&dir.join("pods.jsonl"))
-        .into_iter()
-        .map(|p| {
-            let mut p = Arc::unwrap_or_clone(p);
-            slim(&mut p);
-            Arc::new(p)
-        })
-        .collect();
-    let claims: Vec<Arc<SpiderIPClaim>> = read_lines(&dir.join("claims.jsonl"));
+    // As the operator's Pod cache holds them (`run::slim`, applied as each Pod is read, as the
+    // watch does, so the memory measured is what is retained).
+    // `GC_SCAN_UNSLIMMED=1`: whole Pods, as the cache held them before.
+    let prepare: fn(&mut Pod) = if std::env::var_os("GC_SCAN_UNSLIMMED").is_some() {
+        |_| {}
+    } else {
+        slim::<Pod>
+    };
+    let pods: Vec<Arc<Pod>> = read_lines(&dir.join("pods.jsonl"), prepare);
+    let claims: Vec<Arc<SpiderIPClaim>> =
+        read_lines(&dir.join("claims.jsonl"), slim::<SpiderIPClaim>);
     let after = rss_kib();
     let n = pods.len().max(1) as u64;
     let rules = Rules::default();
@@ -197,8 +205,8 @@ fn probe(dir: &std::path::Path) {
     println!("  (copying the claim store, as scan did before)    {c:>9.1}");
     println!("  judge every claim (decide::judge_claim)          {j:>9.1}");
     println!(
-        "  total                                            {:>9.1}",
-        w + c + j
+        "  scan total (index + judge)                       {:>9.1}",
+        w + j
     );
     println!("  verdicts: {kept} kept, {deleted} to delete (all Pods alive: must be 0)");
     println!(
