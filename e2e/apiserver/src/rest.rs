@@ -1261,14 +1261,20 @@ fn kubelet_pass(s: &mut Store) -> bool {
 pub async fn gc_loop(st: Arc<State>) {
     let mut shutdown = st.shutdown.subscribe();
     loop {
-        tokio::select! {
-            _ = st.gc.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        // After writes, a pass runs only when one of them could give it work
+        // (`Store::gc_needed`); every 500 ms it runs regardless.
+        let notified = tokio::select! {
+            _ = st.gc.notified() => true,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => false,
             _ = shutdown.changed() => return,
+        };
+        if notified && !st.lock().gc_needed {
+            continue;
         }
         loop {
             let (changed, rv) = {
                 let mut s = st.lock();
+                s.gc_needed = false;
                 (
                     gc_pass(
                         &mut s,

@@ -104,6 +104,11 @@ pub struct Store {
     pub registry: Registry,
     /// Server-side apply: the last configuration each manager applied, per object and subresource.
     pub applied: HashMap<(ObjKey, String), Value>,
+    /// A write since the last collector pass could give it work: a removal, a deletion mark,
+    /// a namespace or node change, or an owner reference to an object that does not exist.
+    /// Writes that cannot (most creates and updates) leave the pass, which reads every object,
+    /// to its periodic run.
+    pub gc_needed: bool,
 }
 
 /// Current time in RFC 3339 (seconds), as Kubernetes writes timestamps.
@@ -201,6 +206,7 @@ impl Store {
             window: window.max(1),
             registry: Registry::with_builtins(),
             applied: HashMap::new(),
+            gc_needed: false,
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({
@@ -262,9 +268,31 @@ impl Store {
         if let Some(uid) = meta_str(&obj, "uid") {
             self.uids.insert(uid.to_string(), k.clone());
         }
+        self.note_gc(k, &obj);
         self.objects.insert(k.clone(), obj.clone());
         self.push_event(k, "ADDED", obj.clone(), None);
         obj
+    }
+
+    /// Sets [`Store::gc_needed`] when a write of `obj` can give the collector work.
+    fn note_gc(&mut self, k: &ObjKey, obj: &Value) {
+        if self.gc_needed {
+            return;
+        }
+        let meta = obj.get("metadata");
+        let marked = meta.and_then(|m| m.get("deletionTimestamp")).is_some();
+        let dangling = meta
+            .and_then(|m| m.get("ownerReferences"))
+            .and_then(Value::as_array)
+            .is_some_and(|refs| {
+                refs.iter().any(|r| {
+                    r.get("uid")
+                        .and_then(Value::as_str)
+                        .is_some_and(|u| !self.uids.contains_key(u))
+                })
+            });
+        let topology = k.0.is_empty() && (k.1 == "namespaces" || k.1 == "nodes");
+        self.gc_needed = marked || dangling || topology;
     }
 
     /// Creates an object (AlreadyExists when the key is taken).
@@ -306,6 +334,7 @@ impl Store {
             self.remove_at(k, obj.clone(), false);
             return Ok(obj);
         }
+        self.note_gc(k, &obj);
         self.objects.insert(k.clone(), obj.clone());
         self.push_event(k, "MODIFIED", obj.clone(), Some(cur));
         self.after_write(k, &obj);
@@ -324,6 +353,7 @@ impl Store {
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
         }
         self.objects.remove(k);
+        self.gc_needed = true;
         if let Some(uid) = meta_str(&obj, "uid") {
             self.uids.remove(uid);
         }
