@@ -118,6 +118,9 @@ pub struct Admission {
     next: std::sync::atomic::AtomicUsize,
     /// Log of webhook calls (webhook name, operation, dryRun), for tests.
     calls: Mutex<Vec<(String, String, bool)>>,
+    /// TLS client configurations by caBundle, kept so that calls resume TLS sessions (as
+    /// kube-apiserver's long-lived webhook clients do) instead of a full handshake each.
+    tls: Mutex<HashMap<Vec<u8>, Arc<rustls::ClientConfig>>>,
 }
 
 impl Admission {
@@ -340,6 +343,28 @@ impl Admission {
         )))
     }
 
+    /// The TLS client configuration trusting `ca` (PEM), made once per caBundle.
+    fn tls_config(&self, ca: Vec<u8>) -> Result<Arc<rustls::ClientConfig>, String> {
+        let mut cache = self.tls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cfg) = cache.get(&ca) {
+            return Ok(cfg.clone());
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut ca.as_slice()).flatten() {
+            let _ = roots.add(cert);
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        cache.insert(ca, cfg.clone());
+        Ok(cfg)
+    }
+
     async fn post(&self, wh: &Value, review: &Value, timeout_secs: u64) -> Result<Value, String> {
         let cc = wh.get("clientConfig").cloned().unwrap_or(json!({}));
         let (addrs, host, path, url_text) = if let Some(url) = cc.get("url").and_then(Value::as_str)
@@ -393,17 +418,8 @@ impl Admission {
             .transpose()
             .map_err(|e| format!("invalid caBundle: {e}"))?
             .unwrap_or_default();
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut ca.as_slice()).flatten() {
-            let _ = roots.add(cert);
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+        let cfg = self.tls_config(ca)?;
+        let connector = tokio_rustls::TlsConnector::from(cfg);
         let server_name =
             rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
         // A Service's endpoints are tried round-robin; an endpoint that refuses the connection
