@@ -437,7 +437,14 @@ pub async fn create(
     let mut name = meta_str(&obj, "name").unwrap_or_default().to_string();
     let generated = name.is_empty();
     if generated {
-        name = format!("{generate}{}", store::name_suffix());
+        // A generated name already taken is drawn again (kube-apiserver's RetryGenerateName,
+        // GA in 1.32), so 1000 ReplicaSet Pods do not fail on a 1-in-14-million collision.
+        for _ in 0..8 {
+            name = format!("{generate}{}", store::name_suffix());
+            if st.lock().get(&obj_key(def, ns, &name)).is_none() {
+                break;
+            }
+        }
         meta_mut(&mut obj).insert("name".into(), json!(name));
     }
     valid_name(def, &name)
