@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use aipam_core::config::{IpamConfig, CONFIGMAP_NAME};
 use aipam_core::model::{NamespaceInfo, NodeInfo, Pool};
 use aipam_core::ranges::{IpFamily, IpSet};
-use aipam_core::validate::{validate_pool, validate_reserved_ip};
+use aipam_core::validate::{mark_overlaps, validate_pool, validate_reserved_ip};
 use aipam_crds::convert::{pool_draft, reserved_ip_draft};
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool, SpiderReservedIP};
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
@@ -243,7 +243,7 @@ impl Snapshot {
 
     /// Valid pools as the core sees them, and the invalid ones with why.
     pub fn core_pools(&self) -> (BTreeMap<String, Pool>, Vec<(String, String)>) {
-        let mut ok = BTreeMap::new();
+        let mut valid = Vec::new();
         let mut bad = Vec::new();
         for p in &self.pools {
             let name = p.metadata.name.clone().unwrap_or_default();
@@ -251,12 +251,15 @@ impl Snapshot {
                 .map_err(|e| e.to_string())
                 .and_then(|d| validate_pool(&d).map_err(|e| e.to_string()))
             {
-                Ok(pool) => {
-                    ok.insert(pool.name.clone(), pool);
-                }
+                Ok(pool) => valid.push((p.metadata.creation_timestamp.as_ref().map(|t| t.0), pool)),
                 Err(e) => bad.push((name, e)),
             }
         }
+        // As the webhook does: of two overlapping pools, the newer serves nobody.
+        valid.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+        let mut valid: Vec<Pool> = valid.into_iter().map(|(_, p)| p).collect();
+        mark_overlaps(&mut valid);
+        let ok = valid.into_iter().map(|p| (p.name.clone(), p)).collect();
         (ok, bad)
     }
 

@@ -52,6 +52,10 @@ pub struct Pool {
     pub disable: bool,
     /// The pool has a `deletionTimestamp`.
     pub deleting: bool,
+    /// An older pool this one shares addresses with ([`crate::validate::mark_overlaps`]): two
+    /// overlapping pools admitted at once by different webhook replicas. Such a pool serves no
+    /// Pod, so that no address is handed out twice.
+    pub overlaps: Option<String>,
 }
 
 impl Pool {
@@ -79,6 +83,7 @@ impl Pool {
             default: false,
             disable: false,
             deleting: false,
+            overlaps: None,
         }
     }
 

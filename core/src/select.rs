@@ -116,6 +116,11 @@ pub enum Reason {
     Terminating,
     /// `spec.disable: true`.
     Disabled,
+    /// Shares addresses with this older pool (admitted at the same moment by another replica).
+    Overlaps {
+        /// The older pool.
+        pool: String,
+    },
     /// The pool is of the other IP family.
     WrongFamily {
         /// The family asked for.
@@ -177,6 +182,10 @@ impl fmt::Display for Reason {
             Reason::PatternMatchedNothing => write!(f, "the pattern matches no pool"),
             Reason::Terminating => write!(f, "the pool is being deleted"),
             Reason::Disabled => write!(f, "the pool is disabled (spec.disable: true)"),
+            Reason::Overlaps { pool } => write!(
+                f,
+                "the pool shares addresses with SpiderIPPool {pool}, created before it; it serves no Pod until one of them is changed"
+            ),
             Reason::WrongFamily { wanted, actual } => {
                 write!(f, "it is an {actual} pool, but an {wanted} pool is needed here")
             }
@@ -894,6 +903,11 @@ fn check_pool(
     }
     if pool.disable {
         return Err(Reason::Disabled);
+    }
+    if let Some(older) = &pool.overlaps {
+        return Err(Reason::Overlaps {
+            pool: older.clone(),
+        });
     }
     if pool.family != family {
         return Err(Reason::WrongFamily {

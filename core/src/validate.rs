@@ -531,6 +531,7 @@ pub fn validate_pool(draft: &PoolDraft) -> Result<Pool, Invalid> {
         default: draft.default,
         disable: draft.disable,
         deleting: draft.deleting,
+        overlaps: None,
     };
     errs.finish("SpiderIPPool", &draft.name, pool)
 }
@@ -566,6 +567,20 @@ where
         }
     }
     errs.finish("SpiderIPPool", &pool.name, ())
+}
+
+/// Marks every pool that shares an address with an older pool (`pools` oldest first) that is
+/// not itself marked: the webhook refuses an overlapping pool, but two created at the same
+/// moment through different webhook replicas can both pass. The older keeps serving; the
+/// newer serves nobody (`Pool::overlaps` names the older) until one of them is changed.
+pub fn mark_overlaps(pools: &mut [Pool]) {
+    for i in 0..pools.len() {
+        let mine = claimed_space(&pools[i]);
+        let older = pools[..i].iter().find(|o| {
+            o.overlaps.is_none() && o.family == pools[i].family && mine.overlaps(&claimed_space(o))
+        });
+        pools[i].overlaps = older.map(|o| o.name.clone());
+    }
 }
 
 /// Validates a change to an existing pool: `subnet` and `ipVersion` are immutable, and no
@@ -831,6 +846,27 @@ fn abbreviate(set: &IpSet) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn of_overlapping_pools_the_newer_is_marked_and_names_the_older() {
+        let mk = |name: &str, ips: &str| {
+            Pool::new(
+                name,
+                "10.0.0.0/24".parse().unwrap(),
+                IpSet::parse_list(&[ips]).unwrap(),
+            )
+        };
+        // Oldest first; c overlaps only b, which is itself marked, so c keeps serving.
+        let mut pools = vec![
+            mk("a", "10.0.0.10-10.0.0.20"),
+            mk("b", "10.0.0.20-10.0.0.30"),
+            mk("c", "10.0.0.30-10.0.0.40"),
+            mk("d", "10.0.0.50"),
+        ];
+        mark_overlaps(&mut pools);
+        let marks: Vec<Option<&str>> = pools.iter().map(|p| p.overlaps.as_deref()).collect();
+        assert_eq!(marks, vec![None, Some("a"), None, None]);
+    }
 
     fn draft(name: &str, subnet: &str, ips: &[&str]) -> PoolDraft {
         PoolDraft {

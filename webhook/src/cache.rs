@@ -14,10 +14,13 @@ use aipam_core::config::{ConfigError, IpamConfig};
 use aipam_core::model::{NamespaceInfo, NodeInfo, Pool};
 use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::usage::{Usage, UsedIndex};
-use aipam_core::validate::{validate_pool, validate_reserved_ip, validate_subnet, Invalid, Subnet};
+use aipam_core::validate::{
+    mark_overlaps, validate_pool, validate_reserved_ip, validate_subnet, Invalid, Subnet,
+};
 use aipam_crds::convert::{pool_draft, reserved_ip_draft, subnet_draft};
 use aipam_crds::{SpiderIPClaim, SpiderIPPool, SpiderReservedIP, SpiderSubnet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
+use k8s_openapi::jiff::Timestamp;
 
 /// The stores the cache is made of; `/readyz` waits for each to be listed once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,6 +93,9 @@ struct Inner {
     reserved: BTreeMap<String, Arc<SpiderReservedIP>>,
     claims: BTreeMap<String, ClaimEntry>,
     used: BTreeMap<String, UsedIndex>,
+    /// Valid pools sharing addresses with an older one, and that older one
+    /// (`aipam_core::validate::mark_overlaps`); recomputed when a pool changes.
+    overlaps: BTreeMap<String, String>,
     namespaces: BTreeMap<String, NamespaceInfo>,
     nodes: BTreeMap<String, NodeInfo>,
     config: Option<Result<IpamConfig, ConfigError>>,
@@ -192,13 +198,20 @@ impl Cache {
     /// An object was added or changed.
     pub fn apply(&self, obj: Object) {
         let mut g = self.write();
+        let pool = matches!(obj, Object::Pool(_));
         apply_locked(&mut g, obj);
+        if pool {
+            recheck_overlaps(&mut g);
+        }
     }
 
     /// An object was deleted.
     pub fn delete(&self, obj: &Object) {
         let mut g = self.write();
         delete_locked(&mut g, obj);
+        if matches!(obj, Object::Pool(_)) {
+            recheck_overlaps(&mut g);
+        }
     }
 
     /// Replaces the whole content of one store (a relist), then marks it synced.
@@ -218,6 +231,9 @@ impl Cache {
         }
         for o in objects {
             apply_locked(&mut g, o);
+        }
+        if kind == StoreKind::Pools {
+            recheck_overlaps(&mut g);
         }
         if !g.synced.contains(&kind) {
             g.synced.push(kind);
@@ -255,7 +271,11 @@ impl Cache {
             pools: g
                 .pools
                 .iter()
-                .filter_map(|(n, e)| e.pool.as_ref().ok().map(|p| (n.clone(), p.clone())))
+                .filter_map(|(n, e)| {
+                    let mut p = e.pool.as_ref().ok()?.clone();
+                    p.overlaps = g.overlaps.get(n).cloned();
+                    Some((n.clone(), p))
+                })
                 .collect(),
             reserved_v4,
             reserved_v6,
@@ -439,6 +459,28 @@ fn apply_locked(g: &mut Inner, obj: Object) {
             ));
         }
     }
+}
+
+/// Recomputes which valid pools overlap an older one (creationTimestamp, then name).
+fn recheck_overlaps(g: &mut Inner) {
+    let mut pools: Vec<(Option<Timestamp>, Pool)> = g
+        .pools
+        .values()
+        .filter_map(|e| {
+            let p = e.pool.as_ref().ok()?.clone();
+            Some((
+                e.object.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                p,
+            ))
+        })
+        .collect();
+    pools.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+    let mut pools: Vec<Pool> = pools.into_iter().map(|(_, p)| p).collect();
+    mark_overlaps(&mut pools);
+    g.overlaps = pools
+        .into_iter()
+        .filter_map(|p| Some((p.name.clone(), p.overlaps?)))
+        .collect();
 }
 
 fn remove_claim(g: &mut Inner, name: &str) {

@@ -888,3 +888,42 @@ async fn provisional_endpoint_has_no_ips_yet() {
         .values()
         .all(|c| c.spec.pod_uid.as_deref() == Some("uid-1")));
 }
+
+#[tokio::test]
+async fn of_two_overlapping_pools_only_the_older_serves() {
+    // Two replicas each allowed one of these at the same moment: the cache holds both. The
+    // newer one must hand out nothing, or 10.40.0.12 could go to two Pods.
+    let w = world_with(
+        r#"
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: late, creationTimestamp: "2026-11-30T10:00:05Z"}
+spec: {subnet: 10.40.0.0/24, ips: [10.40.0.12-10.40.0.20]}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: early, creationTimestamp: "2026-11-30T10:00:04Z"}
+spec: {subnet: 10.40.0.0/24, ips: [10.40.0.10-10.40.0.12]}
+"#,
+    );
+    let pod = deployment_pod(
+        "team-a",
+        json!({"ipam.spidernet.io/ippool": r#"{"ipv4": ["late"]}"#}),
+    );
+    let (resp, _) = mutate(&w, "u-late", &pod).await;
+    assert!(!resp.allowed);
+    assert!(
+        resp.result.message.contains(
+            "pool late: the pool shares addresses with SpiderIPPool early, created before it; it serves no Pod until one of them is changed"
+        ),
+        "{}",
+        resp.result.message
+    );
+    assert!(w.effects.state().claims.is_empty(), "nothing reserved");
+    let pod = deployment_pod(
+        "team-a",
+        json!({"ipam.spidernet.io/ippool": r#"{"ipv4": ["early"]}"#}),
+    );
+    let (resp, _) = mutate(&w, "u-early", &pod).await;
+    assert!(resp.allowed, "{:?}", resp.result);
+}
