@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use aipam_core::config::{IpamConfig, CONFIGMAP_NAME};
 use aipam_core::model::{NamespaceInfo, NodeInfo, Pool};
 use aipam_core::ranges::{IpFamily, IpSet};
-use aipam_core::validate::{mark_overlaps, validate_pool, validate_reserved_ip};
+use aipam_core::validate::{mark_overlaps_by_age, validate_pool, validate_reserved_ip};
 use aipam_crds::convert::{pool_draft, reserved_ip_draft};
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool, SpiderReservedIP};
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
@@ -256,10 +256,10 @@ impl Snapshot {
             }
         }
         // As the webhook does: of two overlapping pools, the newer serves nobody.
-        valid.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
-        let mut valid: Vec<Pool> = valid.into_iter().map(|(_, p)| p).collect();
-        mark_overlaps(&mut valid);
-        let ok = valid.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let ok = mark_overlaps_by_age(valid)
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect();
         (ok, bad)
     }
 

@@ -569,6 +569,16 @@ where
     errs.finish("SpiderIPPool", &pool.name, ())
 }
 
+/// [`mark_overlaps`] over pools given with their age (`created`: earlier is older, e.g. the
+/// creationTimestamp; ties broken by name), returned oldest first.
+pub fn mark_overlaps_by_age<K: Ord>(pools: Vec<(K, Pool)>) -> Vec<Pool> {
+    let mut pools = pools;
+    pools.sort_by(|a, b| (&a.0, &a.1.name).cmp(&(&b.0, &b.1.name)));
+    let mut pools: Vec<Pool> = pools.into_iter().map(|(_, p)| p).collect();
+    mark_overlaps(&mut pools);
+    pools
+}
+
 /// Marks every pool that shares an address with an older pool (`pools` oldest first) that is
 /// not itself marked: the webhook refuses an overlapping pool, but two created at the same
 /// moment through different webhook replicas can both pass. The older keeps serving; the

@@ -15,7 +15,7 @@ use aipam_core::model::{NamespaceInfo, NodeInfo, Pool};
 use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::usage::{Usage, UsedIndex};
 use aipam_core::validate::{
-    mark_overlaps, validate_pool, validate_reserved_ip, validate_subnet, Invalid, Subnet,
+    mark_overlaps_by_age, validate_pool, validate_reserved_ip, validate_subnet, Invalid, Subnet,
 };
 use aipam_crds::convert::{pool_draft, reserved_ip_draft, subnet_draft};
 use aipam_crds::{SpiderIPClaim, SpiderIPPool, SpiderReservedIP, SpiderSubnet};
@@ -463,7 +463,7 @@ fn apply_locked(g: &mut Inner, obj: Object) {
 
 /// Recomputes which valid pools overlap an older one (creationTimestamp, then name).
 fn recheck_overlaps(g: &mut Inner) {
-    let mut pools: Vec<(Option<Timestamp>, Pool)> = g
+    let pools: Vec<(Option<Timestamp>, Pool)> = g
         .pools
         .values()
         .filter_map(|e| {
@@ -474,10 +474,7 @@ fn recheck_overlaps(g: &mut Inner) {
             ))
         })
         .collect();
-    pools.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
-    let mut pools: Vec<Pool> = pools.into_iter().map(|(_, p)| p).collect();
-    mark_overlaps(&mut pools);
-    g.overlaps = pools
+    g.overlaps = mark_overlaps_by_age(pools)
         .into_iter()
         .filter_map(|p| Some((p.name.clone(), p.overlaps?)))
         .collect();
