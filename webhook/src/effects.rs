@@ -58,6 +58,18 @@ pub trait Effects: Send + Sync + 'static {
         patch: &Value,
     ) -> impl Future<Output = Result<bool, EffectError>> + Send;
 
+    /// Records a Pod's name and UID on a claim, only while the claim still belongs to
+    /// `reservation` (checked by the API server, atomically): a StatefulSet's next Pod of the
+    /// same name may have taken it over since, and a late bind must not hand it back.
+    /// `Ok(false)` when the claim is gone or belongs to another reservation now.
+    fn bind_claim(
+        &self,
+        name: &str,
+        reservation: &str,
+        pod_name: &str,
+        pod_uid: &str,
+    ) -> impl Future<Output = Result<bool, EffectError>> + Send;
+
     /// Reads a ReplicaSet (`kind = "ReplicaSet"`) or a Job (`kind = "Job"`); `Ok(None)` when
     /// it does not exist.
     fn get_controller(
@@ -84,6 +96,15 @@ pub trait Effects: Send + Sync + 'static {
 }
 
 impl<E: Effects> Effects for Arc<E> {
+    fn bind_claim(
+        &self,
+        name: &str,
+        reservation: &str,
+        pod_name: &str,
+        pod_uid: &str,
+    ) -> impl Future<Output = Result<bool, EffectError>> + Send {
+        (**self).bind_claim(name, reservation, pod_name, pod_uid)
+    }
     fn create_claim(
         &self,
         claim: &SpiderIPClaim,
@@ -182,6 +203,34 @@ impl Effects for KubeEffects {
             Ok(_) => Ok(()),
             Err(e) if is_status(&e, |s| s.is_not_found()) => Ok(()),
             Err(e) => Err(api_err(&format!("deleting SpiderIPClaim {name}"), e)),
+        }
+    }
+
+    async fn bind_claim(
+        &self,
+        name: &str,
+        reservation: &str,
+        pod_name: &str,
+        pod_uid: &str,
+    ) -> Result<bool, EffectError> {
+        let api: Api<SpiderIPClaim> = Api::all(self.client.clone());
+        let ops = serde_json::json!([
+            {"op": "test", "path": "/spec/reservation", "value": reservation},
+            {"op": "add", "path": "/spec/podName", "value": pod_name},
+            {"op": "add", "path": "/spec/podUID", "value": pod_uid},
+        ]);
+        let patch: json_patch::Patch = serde_json::from_value(ops)
+            .map_err(|e| EffectError(format!("building the binding patch: {e}")))?;
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => Ok(true),
+            // Gone, or the `test` failed: another reservation holds it now.
+            Err(e) if is_status(&e, |s| s.is_not_found() || s.code == 422 || s.code == 409) => {
+                Ok(false)
+            }
+            Err(e) => Err(api_err(&format!("binding SpiderIPClaim {name}"), e)),
         }
     }
 
@@ -380,6 +429,26 @@ impl Effects for MemoryEffects {
                 s.deleted.push(name.to_string());
             }
             Ok(())
+        })
+    }
+
+    async fn bind_claim(
+        &self,
+        name: &str,
+        reservation: &str,
+        pod_name: &str,
+        pod_uid: &str,
+    ) -> Result<bool, EffectError> {
+        self.with(|s| {
+            let Some(c) = s.claims.get_mut(name) else {
+                return Ok(false);
+            };
+            if c.spec.reservation != reservation {
+                return Ok(false);
+            }
+            c.spec.pod_name = Some(pod_name.to_string());
+            c.spec.pod_uid = Some(pod_uid.to_string());
+            Ok(true)
         })
     }
 

@@ -797,12 +797,13 @@ impl<E: Effects> PodHooks<E> {
             .clone()
             .filter(|u| !u.is_empty())
             .ok_or("the Pod has no UID yet")?;
-        let patch = json!({"spec": {"podName": name, "podUID": uid}});
         let mut errors = Vec::new();
         for c in record.claim_names() {
-            match self.effects.patch_claim(&c, &patch).await {
+            match self.effects.bind_claim(&c, &record.id, &name, &uid).await {
                 Ok(true) => {}
-                Ok(false) => debug!(claim = %c, "claim released meanwhile"),
+                Ok(false) => {
+                    debug!(claim = %c, "claim released or taken over by another reservation meanwhile")
+                }
                 Err(e) => errors.push(e.to_string()),
             }
         }

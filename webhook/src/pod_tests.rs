@@ -927,3 +927,36 @@ spec: {subnet: 10.40.0.0/24, ips: [10.40.0.10-10.40.0.12]}
     let (resp, _) = mutate(&w, "u-early", &pod).await;
     assert!(resp.allowed, "{:?}", resp.result);
 }
+
+#[tokio::test]
+async fn a_late_bind_never_takes_back_a_claim_handed_over_to_another_reservation() {
+    // Found by the chaos scenario: a StatefulSet Pod's validation-time bind, slowed down,
+    // landed after its successor had taken the claim over, binding the claim to the old UID;
+    // the new Pod's address was then bound to a Pod that no longer exists.
+    let w = world();
+    let pod = deployment_pod("team-a", json!({}));
+    let (_, patched) = mutate(&w, "old", &pod).await;
+    let r = record_of(&patched);
+    let claim = r.claim_names()[0].clone();
+    // The successor's hand-over (what reserve_family's patch does) happens first.
+    w.effects.with(|s| {
+        let c = s.claims.get_mut(&claim).unwrap();
+        c.spec.reservation = "r-successor".into();
+        c.spec.pod_name = Some("web-0".into());
+        c.spec.pod_uid = None;
+    });
+    let mut created = patched.clone();
+    created["metadata"]["name"] = json!("web-0");
+    created["metadata"]["uid"] = json!("0ld-0000");
+    let resp = w
+        .hooks
+        .bind(&pod_create("old-v", &created, false).unwrap())
+        .await;
+    assert!(resp.allowed);
+    let c = &w.effects.state().claims[&claim];
+    assert_eq!(c.spec.reservation, "r-successor");
+    assert_eq!(
+        c.spec.pod_uid, None,
+        "the late bind must not bind it to the old Pod"
+    );
+}
