@@ -132,6 +132,8 @@ struct PodContext {
     node: Option<NodeInfo>,
     owner: Option<Owner>,
     uid: String,
+    /// The claims a StatefulSet Pod's previous incarnation left for its name (read once).
+    kept: Vec<ClaimEntry>,
 }
 
 fn pod_from(req: &AdmissionRequest<DynamicObject>) -> Result<(Pod, Value), Refused> {
@@ -343,11 +345,11 @@ impl<E: Effects> PodHooks<E> {
         };
         let snap = self.cache.snapshot();
         // A StatefulSet Pod's kept addresses are its own: a pool full of them still serves it.
+        let kept = self.kept_claims(&namespace, name.as_deref(), owner.as_ref());
         let usage = OwnKept {
             cache: &self.cache,
-            kept: self
-                .kept_claims(&namespace, name.as_deref(), owner.as_ref())
-                .into_iter()
+            kept: kept
+                .iter()
                 .filter_map(|e| e.address.map(|a| (e.object.spec.pool.clone(), a)))
                 .collect(),
         };
@@ -403,6 +405,7 @@ impl<E: Effects> PodHooks<E> {
             node,
             owner,
             uid: req.uid.clone(),
+            kept,
         };
         let started = Instant::now();
         let id = reservation_id(&req.uid);
@@ -523,9 +526,8 @@ impl<E: Effects> PodHooks<E> {
         interface: &str,
         fs: &FamilySelection,
     ) -> Option<(String, ReservedAddress)> {
-        let claims = self.kept_claims(&ctx.namespace, ctx.name.as_deref(), ctx.owner.as_ref());
         for c in &fs.candidates {
-            let found = claims.iter().find(|e| {
+            let found = ctx.kept.iter().find(|e| {
                 let s = &e.object.spec;
                 s.pool == c.pool
                     && s.interface == interface
