@@ -16,7 +16,7 @@ use aipam_crds::SpiderIPClaim;
 use aipam_operator::decide::{judge_claim, ClaimVerdict, PodView, Rules, World};
 use aipam_operator::run::slim;
 use aipam_webhook::pod::PodHooks;
-use aipam_webhook::testkit::{apply_patch, load, pod_create, synced_cache};
+use aipam_webhook::testkit::{apply_patch, load, pod_create, resident_kib, synced_cache};
 use aipam_webhook::MemoryEffects;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -37,18 +37,6 @@ spec:
   subnet: 10.0.0.0/8
   ips: [10.0.0.1-10.255.255.254]
 "#;
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -158,7 +146,7 @@ fn read_lines<T: serde::de::DeserializeOwned>(
 }
 
 fn probe(dir: &std::path::Path) {
-    let before = rss_kib();
+    let before = resident_kib();
     // As the operator's Pod cache holds them (`run::slim`, applied as each Pod is read, as the
     // watch does, so the memory measured is what is retained).
     // `GC_SCAN_UNSLIMMED=1`: whole Pods, as the cache held them before.
@@ -170,7 +158,7 @@ fn probe(dir: &std::path::Path) {
     let pods: Vec<Arc<Pod>> = read_lines(&dir.join("pods.jsonl"), prepare);
     let claims: Vec<Arc<SpiderIPClaim>> =
         read_lines(&dir.join("claims.jsonl"), slim::<SpiderIPClaim>);
-    let after = rss_kib();
+    let after = resident_kib();
     let n = pods.len().max(1) as u64;
     let rules = Rules::default();
     let (mut t_world, mut t_copy, mut t_judge) = (Vec::new(), Vec::new(), Vec::new());

@@ -18,7 +18,7 @@ use std::time::Instant;
 use aipam_core::reservation::{Reservation, ANNO_RESERVATION};
 use aipam_webhook::cache::Cache;
 use aipam_webhook::pod::PodHooks;
-use aipam_webhook::testkit::{apply_patch, load, pod_create, synced_cache};
+use aipam_webhook::testkit::{apply_patch, load, pod_create, resident_kib, synced_cache};
 use aipam_webhook::{MemoryEffects, Object};
 use serde_json::{json, Value};
 
@@ -99,18 +99,6 @@ fn release(cache: &Cache, effects: &MemoryEffects, claims: &[String]) {
     for n in claims {
         cache.claim_deleted(n);
     }
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn setup(
@@ -230,7 +218,7 @@ fn memory_probe(path: &str) {
         panic!("{e}");
     }
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let before = rss_kib();
+    let before = resident_kib();
     let mut bytes_json = 0usize;
     for line in text.lines() {
         bytes_json += line.len();
@@ -239,7 +227,7 @@ fn memory_probe(path: &str) {
             Err(e) => panic!("a claim line: {e}"),
         }
     }
-    let after = rss_kib();
+    let after = resident_kib();
     let n = cache.claims().len().max(1) as u64;
     let grown = after.saturating_sub(before);
     println!(

@@ -198,3 +198,17 @@ pub fn apply_patch(
     }
     Ok(out)
 }
+
+/// This process's resident memory in KiB (`VmRSS` of /proc/self/status; 0 where unreadable),
+/// for the benches that state memory.
+pub fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
