@@ -247,14 +247,7 @@ impl UsedIndex {
 
     /// The members as an [`IpSet`] (O(n)); for validation paths, not per allocation.
     pub fn to_set(&self) -> IpSet {
-        let family = self.family;
-        IpSet::from_addrs(
-            self.chunks
-                .iter()
-                .flatten()
-                .filter_map(|&v| family.and_then(|f| ip_from_u128(f, v))),
-        )
-        .unwrap_or_default()
+        IpSet::from_addrs(self.iter()).unwrap_or_default()
     }
 
     /// Members in order.

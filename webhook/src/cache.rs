@@ -150,10 +150,7 @@ fn name_of(meta: &kube::core::ObjectMeta) -> String {
 /// pool's reservations into each admission's snapshot.
 impl Usage for Cache {
     fn has_free(&self, pool: &str, allocatable: &IpSet) -> bool {
-        match self.read().used.get(pool) {
-            Some(used) => used.free_in(allocatable) > 0,
-            None => !allocatable.is_empty(),
-        }
+        self.read().used.has_free(pool, allocatable)
     }
 }
 
