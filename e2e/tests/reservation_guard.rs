@@ -93,9 +93,17 @@ spec: {subnet: 10.70.0.0/24, ips: [10.70.0.10-10.70.0.20], gateway: 10.70.0.1}
 
     // A reservation of the namespace not bound to a Pod yet (as in the window between mutating
     // admission and binding): a claim with the reservation id and no Pod UID.
+    // The webhook picks at random within the pool: the loot is an address the attacker does
+    // not hold already.
+    let held: Vec<IpAddr> = own.addresses().iter().map(|a| a.address).collect();
+    let loot_ip: IpAddr = ["10.70.0.20", "10.70.0.19"]
+        .iter()
+        .map(|a| a.parse::<IpAddr>().unwrap())
+        .find(|a| !held.contains(a))
+        .unwrap();
     let loot = ReservedAddress {
         pool: "g".to_string(),
-        address: "10.70.0.20".parse::<IpAddr>().unwrap(),
+        address: loot_ip,
     };
     let claims: Api<SpiderIPClaim> = Api::all(env.client.clone());
     claims
@@ -196,9 +204,9 @@ spec: {subnet: 10.70.0.0/24, ips: [10.70.0.10-10.70.0.20], gateway: 10.70.0.1}
         .map(|a| a.address.to_string())
         .collect();
     assert_eq!(addrs, own_addrs);
-    assert!(!addrs.contains(&"10.70.0.20".to_string()));
+    assert!(!addrs.contains(&loot_ip.to_string()));
     for c in claims.list(&ListParams::default()).await.unwrap() {
-        if c.spec.address == "10.70.0.20" {
+        if c.spec.address == loot_ip.to_string() {
             assert_eq!(c.spec.pod_uid, None, "the unbound claim stays unbound");
         } else {
             assert_eq!(c.spec.pod_uid.as_deref(), Some(uid.as_str()));
