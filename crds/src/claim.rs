@@ -6,10 +6,8 @@
 //! replicas can never hand out the same address, and the cost of an allocation does not grow
 //! with the pool's size (no pool-wide status map is rewritten).
 
-use std::fmt;
 use std::net::IpAddr;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -27,7 +25,6 @@ use crate::common::IpVersion;
     singular = "spideripclaim",
     shortname = "sic",
     category = "spiderpool",
-    status = "SpiderIPClaimStatus",
     derive = "PartialEq",
     doc = "SpiderIPClaim reserves one IP address of one SpiderIPPool for one interface of one Pod. It is named from the pool and the address, so that creating it is the lock on the address.",
     printcolumn(
@@ -61,10 +58,10 @@ use crate::common::IpVersion;
         json_path = ".spec.interface"
     ),
     printcolumn(
-        name = "PHASE",
+        name = "RESERVATION",
         type_ = "string",
-        description = "phase",
-        json_path = ".status.phase"
+        description = "the reservation holding the address: the id in the Pod's aipam.io/reservation annotation",
+        json_path = ".spec.reservation"
     ),
     printcolumn(
         name = "AGE",
@@ -94,18 +91,17 @@ pub struct SpiderIPClaimSpec {
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "namespace is immutable"}]))]
     pub namespace: String,
 
-    /// Name of the Pod. Absent while a Pod made from `generateName` has no name yet; set when
-    /// the claim is bound to the Pod.
+    /// Name of the Pod, when it was known at admission (not for a Pod made from
+    /// `generateName`, whose name the API server picks afterwards). The Pod that holds the
+    /// address is the one carrying `reservation`; its SpiderEndpoint names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,
 
-    /// UID of the Pod. Absent until the Pod exists.
-    #[serde(default, rename = "podUID", skip_serializing_if = "Option::is_none")]
-    pub pod_uid: Option<String>,
-
-    /// Opaque reservation id: the webhook writes the same id into the Pod's annotation, so that a
-    /// Pod made from `generateName` can be matched to its claims later. Changes when a
-    /// StatefulSet Pod of the same name takes its address back under a new reservation.
+    /// Opaque reservation id, minted for one admission: the webhook writes the same id into the
+    /// Pod's annotation `aipam.io/reservation`, which only the operator may change afterwards.
+    /// The claim belongs to the Pod of `namespace` carrying this id; nothing else binds it, so
+    /// the claim is written once. Changes when a StatefulSet Pod of the same name takes its
+    /// address back under a new reservation.
     pub reservation: String,
 
     /// The Pod's top controller (for StatefulSet fixed IPs and SpiderSubnet auto-pools); absent
@@ -131,47 +127,6 @@ pub struct ClaimOwner {
     pub uid: String,
 }
 
-/// Where a claim stands.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default)]
-pub enum ClaimPhase {
-    /// Reserved at admission; the Pod is not known to exist yet (or not yet on a node).
-    #[default]
-    Reserved,
-    /// Bound to a Pod that exists (name and UID known).
-    Bound,
-}
-
-impl fmt::Display for ClaimPhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ClaimPhase::Reserved => "Reserved",
-            ClaimPhase::Bound => "Bound",
-        })
-    }
-}
-
-/// The observed state of a SpiderIPClaim.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct SpiderIPClaimStatus {
-    /// `Reserved` until the claim is bound to an existing Pod, then `Bound`.
-    #[serde(default)]
-    #[schemars(extend("default" = "Reserved"))]
-    pub phase: ClaimPhase,
-
-    /// Node the Pod was bound to, once known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-
-    /// When the claim was bound to the Pod (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bound_at: Option<Time>,
-
-    /// Human-readable detail about the last transition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
 /// Why [`SpiderIPClaim::name_for`] could not make a name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimNameError {
@@ -190,10 +145,5 @@ impl SpiderIPClaim {
             return Err(ClaimNameError::BadPoolName(pool.to_string()));
         }
         Ok(aipam_core::alloc::claim_name(pool, &address))
-    }
-
-    /// The claim's phase (`Reserved` when it has no status yet).
-    pub fn phase(&self) -> ClaimPhase {
-        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
     }
 }

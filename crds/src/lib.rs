@@ -23,7 +23,7 @@ pub mod render;
 pub mod reservedip;
 pub mod subnet;
 
-pub use claim::{ClaimOwner, ClaimPhase, SpiderIPClaim, SpiderIPClaimSpec, SpiderIPClaimStatus};
+pub use claim::{ClaimOwner, SpiderIPClaim, SpiderIPClaimSpec};
 pub use common::{InvalidIpVersion, IpVersion, Route};
 pub use endpoint::{
     IPAllocationDetail, PodIPAllocation, SpiderEndpoint, SpiderEndpointFields,

@@ -23,8 +23,6 @@ pub struct ClaimTarget<'a> {
     pub namespace: &'a str,
     /// The Pod's name, when known.
     pub pod_name: Option<&'a str>,
-    /// The Pod's UID, when known.
-    pub pod_uid: Option<&'a str>,
     /// The interface.
     pub interface: &'a str,
     /// The reservation id.
@@ -61,12 +59,10 @@ pub fn claim_for(addr: &ReservedAddress, target: &ClaimTarget<'_>) -> SpiderIPCl
             interface: target.interface.to_string(),
             namespace: target.namespace.to_string(),
             pod_name: target.pod_name.map(str::to_string),
-            pod_uid: target.pod_uid.map(str::to_string),
             reservation: target.reservation.to_string(),
             owner: target.owner.clone(),
             provisional: target.provisional,
         },
-        status: None,
     }
 }
 
@@ -167,7 +163,6 @@ mod tests {
             &ClaimTarget {
                 namespace: "zone-demo",
                 pod_name: None,
-                pod_uid: None,
                 interface: "eth0",
                 reservation: "r-1",
                 owner: None,
@@ -192,7 +187,6 @@ mod tests {
             &ClaimTarget {
                 namespace: "x",
                 pod_name: None,
-                pod_uid: None,
                 interface: "eth0",
                 reservation: "r",
                 owner: None,

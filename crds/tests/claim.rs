@@ -4,9 +4,7 @@
 
 use std::net::IpAddr;
 
-use aipam_crds::{
-    ClaimOwner, ClaimPhase, IpVersion, SpiderIPClaim, SpiderIPClaimSpec, SpiderIPClaimStatus,
-};
+use aipam_crds::{ClaimOwner, IpVersion, SpiderIPClaim, SpiderIPClaimSpec};
 use serde_json::json;
 
 fn spec() -> SpiderIPClaimSpec {
@@ -17,7 +15,6 @@ fn spec() -> SpiderIPClaimSpec {
         interface: "eth0".into(),
         namespace: "default".into(),
         pod_name: None,
-        pod_uid: None,
         reservation: "r-123".into(),
         owner: None,
         provisional: false,
@@ -44,7 +41,6 @@ fn minimal_claim_serialises_without_nulls() {
             }
         })
     );
-    assert_eq!(claim.phase(), ClaimPhase::Reserved);
 }
 
 #[test]
@@ -60,16 +56,9 @@ fn full_claim_round_trips() {
             "interface": "net1",
             "namespace": "apps",
             "podName": "web-0",
-            "podUID": "0b7c3d1e-0000-4000-8000-000000000001",
             "reservation": "r-9",
             "owner": {"kind": "StatefulSet", "name": "web", "uid": "5f0e"},
             "provisional": true
-        },
-        "status": {
-            "phase": "Bound",
-            "node": "worker-1",
-            "boundAt": "2025-01-02T03:04:05Z",
-            "message": "bound to apps/web-0"
         }
     });
     let claim: SpiderIPClaim = serde_json::from_value(doc.clone()).unwrap();
@@ -82,24 +71,30 @@ fn full_claim_round_trips() {
             uid: "5f0e".into()
         })
     );
-    assert_eq!(claim.phase(), ClaimPhase::Bound);
     assert_eq!(serde_json::to_value(&claim).unwrap(), doc);
 }
 
 #[test]
-fn defaults_when_absent() {
+fn defaults_when_absent_and_old_binding_fields_ignored() {
+    // A claim as an earlier aipam wrote it (bound to the Pod's UID, with a status): it still
+    // reads; the fields are gone from the schema, so the API server prunes them on the next
+    // write.
     let claim: SpiderIPClaim = serde_json::from_value(json!({
         "apiVersion": "spiderpool.spidernet.io/v2beta1",
         "kind": "SpiderIPClaim",
         "metadata": {"name": "x"},
         "spec": {"pool": "p", "address": "10.0.0.1", "ipVersion": 4, "interface": "eth0",
-                 "namespace": "n", "reservation": "r"},
-        "status": {}
+                 "namespace": "n", "reservation": "r", "podUID": "u-1"},
+        "status": {"phase": "Bound"}
     }))
     .unwrap();
     assert!(!claim.spec.provisional);
-    assert_eq!(claim.status, Some(SpiderIPClaimStatus::default()));
-    assert_eq!(claim.phase(), ClaimPhase::Reserved);
+    assert_eq!(claim.spec.reservation, "r");
+    assert_eq!(
+        serde_json::to_value(&claim).unwrap()["spec"],
+        json!({"pool": "p", "address": "10.0.0.1", "ipVersion": 4, "interface": "eth0",
+               "namespace": "n", "reservation": "r", "provisional": false})
+    );
 }
 
 #[test]
@@ -161,13 +156,4 @@ fn claim_names() {
     // Over-long pool names are shortened with a hash, never refused.
     let long = SpiderIPClaim::name_for(&"a".repeat(250), v4).unwrap();
     assert!(long.len() <= 253 && long.ends_with(".10.0.0.7"), "{long}");
-}
-
-#[test]
-fn claim_phase_display() {
-    assert_eq!(ClaimPhase::Bound.to_string(), "Bound");
-    assert_eq!(
-        serde_json::to_value(ClaimPhase::Reserved).unwrap(),
-        json!("Reserved")
-    );
 }

@@ -129,7 +129,7 @@ fn crd_names_scope_and_categories() {
                 s("spideripclaims"),
                 vec![s("sic")],
                 s("Cluster"),
-                true
+                false
             ),
         ]
     );

@@ -276,7 +276,7 @@ fn columns_are_spiderpools() {
             ("NAMESPACE", ".spec.namespace", 0),
             ("POD", ".spec.podName", 0),
             ("INTERFACE", ".spec.interface", 0),
-            ("PHASE", ".status.phase", 0),
+            ("RESERVATION", ".spec.reservation", 0),
             ("AGE", ".metadata.creationTimestamp", 0),
         ])
     );
