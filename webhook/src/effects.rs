@@ -1,5 +1,5 @@
-//! The side effects the Pod hooks need, behind one small trait: create and delete claims, bind
-//! claims, write SpiderEndpoints, read a Pod's owners and its networks.
+//! The side effects the Pod hooks need, behind one small trait: create and delete claims, hand a
+//! StatefulSet's claim to its next Pod, write SpiderEndpoints, read a Pod's owners and networks.
 //!
 //! [`KubeEffects`] is the implementation over `kube::Client`; [`MemoryEffects`] keeps everything
 //! in memory, so that the handler logic is tested without any server and races are staged at
@@ -58,16 +58,22 @@ pub trait Effects: Send + Sync + 'static {
         patch: &Value,
     ) -> impl Future<Output = Result<bool, EffectError>> + Send;
 
-    /// Records a Pod's name and UID on a claim, only while the claim still belongs to
-    /// `reservation` (checked by the API server, atomically): a StatefulSet's next Pod of the
-    /// same name may have taken it over since, and a late bind must not hand it back.
+    /// Moves a claim from reservation `from` to reservation `to` (label and spec), only while
+    /// it still belongs to `from` (checked by the API server, atomically): of two admissions
+    /// racing for a StatefulSet's kept address, one wins and the other reserves anew.
     /// `Ok(false)` when the claim is gone or belongs to another reservation now.
-    fn bind_claim(
+    fn take_over_claim(
         &self,
         name: &str,
-        reservation: &str,
-        pod_name: &str,
-        pod_uid: &str,
+        from: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<bool, EffectError>> + Send;
+
+    /// Whether a Pod of that name exists now (a live read, not a cache).
+    fn pod_exists(
+        &self,
+        namespace: &str,
+        name: &str,
     ) -> impl Future<Output = Result<bool, EffectError>> + Send;
 
     /// Reads a ReplicaSet (`kind = "ReplicaSet"`) or a Job (`kind = "Job"`); `Ok(None)` when
@@ -96,14 +102,20 @@ pub trait Effects: Send + Sync + 'static {
 }
 
 impl<E: Effects> Effects for Arc<E> {
-    fn bind_claim(
+    fn take_over_claim(
         &self,
         name: &str,
-        reservation: &str,
-        pod_name: &str,
-        pod_uid: &str,
+        from: &str,
+        to: &str,
     ) -> impl Future<Output = Result<bool, EffectError>> + Send {
-        (**self).bind_claim(name, reservation, pod_name, pod_uid)
+        (**self).take_over_claim(name, from, to)
+    }
+    fn pod_exists(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, EffectError>> + Send {
+        (**self).pod_exists(namespace, name)
     }
     fn create_claim(
         &self,
@@ -206,21 +218,19 @@ impl Effects for KubeEffects {
         }
     }
 
-    async fn bind_claim(
-        &self,
-        name: &str,
-        reservation: &str,
-        pod_name: &str,
-        pod_uid: &str,
-    ) -> Result<bool, EffectError> {
+    async fn take_over_claim(&self, name: &str, from: &str, to: &str) -> Result<bool, EffectError> {
         let api: Api<SpiderIPClaim> = Api::all(self.client.clone());
+        let label = format!(
+            "/metadata/labels/{}",
+            aipam_core::reservation::LABEL_RESERVATION.replace('/', "~1")
+        );
         let ops = serde_json::json!([
-            {"op": "test", "path": "/spec/reservation", "value": reservation},
-            {"op": "add", "path": "/spec/podName", "value": pod_name},
-            {"op": "add", "path": "/spec/podUID", "value": pod_uid},
+            {"op": "test", "path": "/spec/reservation", "value": from},
+            {"op": "replace", "path": "/spec/reservation", "value": to},
+            {"op": "add", "path": label, "value": to},
         ]);
         let patch: json_patch::Patch = serde_json::from_value(ops)
-            .map_err(|e| EffectError(format!("building the binding patch: {e}")))?;
+            .map_err(|e| EffectError(format!("building the take-over patch: {e}")))?;
         match api
             .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
             .await
@@ -230,7 +240,16 @@ impl Effects for KubeEffects {
             Err(e) if is_status(&e, |s| s.is_not_found() || s.code == 422 || s.code == 409) => {
                 Ok(false)
             }
-            Err(e) => Err(api_err(&format!("binding SpiderIPClaim {name}"), e)),
+            Err(e) => Err(api_err(&format!("taking over SpiderIPClaim {name}"), e)),
+        }
+    }
+
+    async fn pod_exists(&self, namespace: &str, name: &str) -> Result<bool, EffectError> {
+        let api: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), namespace);
+        match api.get_metadata_opt(name).await {
+            Ok(found) => Ok(found.is_some()),
+            Err(e) => Err(api_err(&format!("reading Pod {namespace}/{name}"), e)),
         }
     }
 
@@ -366,6 +385,8 @@ pub struct MemoryState {
     pub controllers: BTreeMap<String, ControllerObject>,
     /// Network configurations by `namespace/name`.
     pub networks: BTreeMap<String, String>,
+    /// Pods that exist, as `namespace/name`.
+    pub pods: std::collections::BTreeSet<String>,
     /// Fail the n-th claim creation from now on (0 = the next one), for error paths.
     pub fail_create_at: Option<usize>,
     /// Claim creations attempted (including conflicts).
@@ -432,24 +453,25 @@ impl Effects for MemoryEffects {
         })
     }
 
-    async fn bind_claim(
-        &self,
-        name: &str,
-        reservation: &str,
-        pod_name: &str,
-        pod_uid: &str,
-    ) -> Result<bool, EffectError> {
+    async fn take_over_claim(&self, name: &str, from: &str, to: &str) -> Result<bool, EffectError> {
         self.with(|s| {
             let Some(c) = s.claims.get_mut(name) else {
                 return Ok(false);
             };
-            if c.spec.reservation != reservation {
+            if c.spec.reservation != from {
                 return Ok(false);
             }
-            c.spec.pod_name = Some(pod_name.to_string());
-            c.spec.pod_uid = Some(pod_uid.to_string());
+            c.spec.reservation = to.to_string();
+            c.metadata.labels.get_or_insert_with(BTreeMap::new).insert(
+                aipam_core::reservation::LABEL_RESERVATION.to_string(),
+                to.to_string(),
+            );
             Ok(true)
         })
+    }
+
+    async fn pod_exists(&self, namespace: &str, name: &str) -> Result<bool, EffectError> {
+        Ok(self.with(|s| s.pods.contains(&format!("{namespace}/{name}"))))
     }
 
     async fn patch_claim(&self, name: &str, patch: &Value) -> Result<bool, EffectError> {

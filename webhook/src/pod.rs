@@ -1,12 +1,14 @@
-//! The Pod hooks: reserve at mutating admission, bind at validating admission.
+//! The Pod hooks: reserve at mutating admission, write the endpoint at validating admission.
 //!
 //! Mutating (`/mutate-pod`, CREATE): select candidate pools with the core, reserve one address
 //! per interface and family by creating a SpiderIPClaim (the API server's create is the lock),
 //! and record the reservation in the Pod's annotation `aipam.io/reservation`; for a Pod whose
 //! node is unknown and whose pools are zone-bound, reserve one address per zone and require
-//! the union of those zones as node affinity. Validating (`/validate-pod`, CREATE): the API
-//! server has set the Pod's final name and UID; bind the claims to them and write the Pod's
-//! SpiderEndpoint. It never refuses.
+//! the union of those zones as node affinity. The claim carries the reservation id and is not
+//! written again: the Pod carrying that id holds it (the id is minted per admission and only
+//! the operator may change the annotation afterwards). Validating (`/validate-pod`, CREATE):
+//! the API server has set the Pod's final name and UID; write the Pod's SpiderEndpoint, which
+//! the CNI plugin reads. It never refuses. One write per address and one per Pod.
 
 use aipam_crds::record::required_node_terms;
 use std::collections::BTreeMap;
@@ -15,20 +17,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aipam_core::affinity::{self, NodeSelectorTerm};
-use aipam_core::alloc::{claim_name, seed_from};
+use aipam_core::alloc::seed_from;
 use aipam_core::annotations::{parse_routes, ANNO_ROUTES};
 use aipam_core::model::{NamespaceInfo, NodeInfo, Owner, PodInfo, Pool};
 use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::reservation::{
     reservation_id, Reservation, ReservedAddress, ReservedInterface, ANNO_RESERVATION, ANNO_SKIP,
-    LABEL_NAMESPACE_IPAM, LABEL_POOL, LABEL_RESERVATION,
+    LABEL_NAMESPACE_IPAM, LABEL_RESERVATION,
 };
 use aipam_core::select::{select, FamilySelection, Problem, SelectionInput};
 use aipam_core::usage::Usage;
-use aipam_crds::{
-    ClaimOwner, IpVersion, PodIPAllocation, SpiderEndpoint, SpiderIPClaim, SpiderIPClaimSpec,
-    WorkloadEndpointStatus,
-};
+use aipam_crds::{ClaimOwner, IpVersion, PodIPAllocation, SpiderEndpoint, WorkloadEndpointStatus};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::Pod;
@@ -42,9 +41,6 @@ use crate::effects::{Created, EffectError, Effects};
 use crate::metrics::Metrics;
 use crate::network::{self, InterfaceOptions};
 use crate::response::{allow, deny};
-
-/// Label values are at most 63 characters.
-const LABEL_VALUE_MAX: usize = 63;
 
 /// Settings of the Pod hooks.
 #[derive(Debug, Clone)]
@@ -278,17 +274,19 @@ impl<E: Effects> PodHooks<E> {
             .or_else(|| pod.metadata.namespace.clone())
             .unwrap_or_default();
         let name = pod_name(&pod);
-        let mut replace_record = false;
-        if let Some(v) = annotations.get(ANNO_RESERVATION) {
-            let r = Reservation::parse(v).map_err(|e| Refused::bad_request(e.to_string()))?;
-            if !self.is_stale(&r, &namespace, name.as_deref()) {
-                debug!(namespace, reservation = %r.id, "the Pod already carries its reservation");
-                return Ok(None);
+        // A record present at creation was not made for this Pod: reservation ids are minted
+        // per admission, this hook is not reinvoked (reinvocationPolicy: Never), and the record
+        // only ever arrives on a new Pod copied from another one (`kubectl get -o yaml`, a
+        // restored backup, a template). Honouring it would hand that Pod's addresses to this
+        // one, so it is replaced by a fresh reservation.
+        let replace_record = match annotations.get(ANNO_RESERVATION) {
+            Some(v) => {
+                info!(namespace, record = %v,
+                    "the Pod arrives with a reservation record it was not given; reserving anew");
+                true
             }
-            info!(namespace, reservation = %r.id,
-                "the Pod carries another Pod's reservation (copied manifest); reserving anew");
-            replace_record = true;
-        }
+            None => false,
+        };
 
         // Node.
         let node = match known_node(&pod) {
@@ -346,6 +344,21 @@ impl<E: Effects> PodHooks<E> {
         let snap = self.cache.snapshot();
         // A StatefulSet Pod's kept addresses are its own: a pool full of them still serves it.
         let kept = self.kept_claims(&namespace, name.as_deref(), owner.as_ref());
+        if let (false, Some(n)) = (kept.is_empty(), name.as_deref()) {
+            // They are kept for the next Pod of the name once the previous one is gone. While a
+            // Pod of this name exists, this creation fails anyway (the name is taken), and taking
+            // its addresses over would strip them from the living Pod.
+            let exists = self
+                .effects
+                .pod_exists(&namespace, n)
+                .await
+                .map_err(|e| Refused::internal(&e))?;
+            if exists {
+                return Err(Refused::forbidden(format!(
+                    "Pod {namespace}/{n} already exists and holds the addresses kept for StatefulSet Pods of this name; a Pod of the same name can be created once it is gone"
+                )));
+            }
+        }
         let usage = OwnKept {
             cache: &self.cache,
             kept: kept
@@ -444,18 +457,6 @@ impl<E: Effects> PodHooks<E> {
         }
     }
 
-    /// Whether a reservation record on a Pod being created belongs to another Pod: one of its
-    /// claims is known and bound to a Pod of another name or namespace.
-    fn is_stale(&self, r: &Reservation, namespace: &str, name: Option<&str>) -> bool {
-        r.claim_names().iter().any(|c| {
-            self.cache.claim(c).is_some_and(|e| {
-                let s = &e.object.spec;
-                s.namespace != namespace
-                    || (s.pod_uid.is_some() && (name.is_none() || s.pod_name.as_deref() != name))
-            })
-        })
-    }
-
     /// Deletes the claims made by this request.
     async fn release(&self, created: &[String]) {
         for c in created {
@@ -525,7 +526,7 @@ impl<E: Effects> PodHooks<E> {
         ctx: &PodContext,
         interface: &str,
         fs: &FamilySelection,
-    ) -> Option<(String, ReservedAddress)> {
+    ) -> Option<(String, String, ReservedAddress)> {
         for c in &fs.candidates {
             let found = ctx.kept.iter().find(|e| {
                 let s = &e.object.spec;
@@ -537,6 +538,7 @@ impl<E: Effects> PodHooks<E> {
                 let address = e.address?;
                 return Some((
                     e.object.metadata.name.clone().unwrap_or_default(),
+                    e.object.spec.reservation.clone(),
                     ReservedAddress {
                         pool: c.pool.clone(),
                         address,
@@ -559,20 +561,17 @@ impl<E: Effects> PodHooks<E> {
         created: &mut Vec<String>,
     ) -> Result<Vec<ReservedAddress>, Refused> {
         if config.enable_stateful_set {
-            if let Some((claim, addr)) = self.stateful_claim(ctx, interface, fs) {
-                // The claim changes hands to this reservation: label and spec together, as
-                // the operator matches either; the Pod's name and UID are bound at validation.
-                let patch = json!({
-                    "metadata": {"labels": {LABEL_RESERVATION: id}},
-                    "spec": {"reservation": id, "podName": ctx.name, "podUID": null}
-                });
-                match self.effects.patch_claim(&claim, &patch).await {
+            if let Some((claim, previous, addr)) = self.stateful_claim(ctx, interface, fs) {
+                // The claim changes hands to this reservation (label and spec together), only
+                // while it is still the previous Pod's.
+                match self.effects.take_over_claim(&claim, &previous, id).await {
                     Ok(true) => {
                         info!(claim = %claim, "StatefulSet Pod keeps its address");
                         return Ok(vec![addr]);
                     }
                     Ok(false) => {
-                        debug!(claim = %claim, "the StatefulSet claim is gone; reserving anew");
+                        debug!(claim = %claim,
+                            "the StatefulSet claim is gone or taken meanwhile; reserving anew");
                     }
                     Err(e) => return Err(Refused::internal(&e)),
                 }
@@ -666,7 +665,24 @@ impl<E: Effects> PodHooks<E> {
             let Some(ip) = self.cache.pick(&pool.name, &allocatable, seed, &taken) else {
                 return Ok(Err(PoolMiss::Full));
             };
-            let claim = self.claim_for(ctx, pool, ip, family, interface, id, provisional);
+            let claim = aipam_crds::record::claim_for(
+                &ReservedAddress {
+                    pool: pool.name.clone(),
+                    address: ip,
+                },
+                &aipam_crds::record::ClaimTarget {
+                    namespace: &ctx.namespace,
+                    pod_name: ctx.name.as_deref(),
+                    interface,
+                    reservation: id,
+                    owner: ctx.owner.as_ref().map(|o| ClaimOwner {
+                        kind: o.kind.clone(),
+                        name: o.name.clone(),
+                        uid: o.uid.clone(),
+                    }),
+                    provisional,
+                },
+            );
             let name = claim.metadata.name.clone().unwrap_or_default();
             match self.effects.create_claim(&claim).await? {
                 Created::Created => {
@@ -681,46 +697,6 @@ impl<E: Effects> PodHooks<E> {
             }
         }
         Ok(Err(PoolMiss::Contended(self.options.attempts_per_pool)))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn claim_for(
-        &self,
-        ctx: &PodContext,
-        pool: &Pool,
-        ip: IpAddr,
-        family: IpFamily,
-        interface: &str,
-        id: &str,
-        provisional: bool,
-    ) -> SpiderIPClaim {
-        let name = claim_name(&pool.name, &ip);
-        let mut labels = BTreeMap::new();
-        labels.insert(LABEL_RESERVATION.to_string(), id.to_string());
-        if pool.name.len() <= LABEL_VALUE_MAX {
-            labels.insert(LABEL_POOL.to_string(), pool.name.clone());
-        }
-        let mut claim = SpiderIPClaim::new(
-            &name,
-            SpiderIPClaimSpec {
-                pool: pool.name.clone(),
-                address: ip.to_string(),
-                ip_version: family_version(family),
-                interface: interface.to_string(),
-                namespace: ctx.namespace.clone(),
-                pod_name: ctx.name.clone(),
-                pod_uid: None,
-                reservation: id.to_string(),
-                owner: ctx.owner.as_ref().map(|o| ClaimOwner {
-                    kind: o.kind.clone(),
-                    name: o.name.clone(),
-                    uid: o.uid.clone(),
-                }),
-                provisional,
-            },
-        );
-        claim.metadata.labels = Some(labels);
-        claim
     }
 
     /// The JSON Patch that records the reservation (and the zones' node affinity).
@@ -762,13 +738,13 @@ impl<E: Effects> PodHooks<E> {
         Ok(Patch(ops))
     }
 
-    /// `/validate-pod`: binds the claims to the Pod's final name and UID and writes its
-    /// SpiderEndpoint. Always allows.
+    /// `/validate-pod`: writes the Pod's SpiderEndpoint under its final name and UID. Always
+    /// allows.
     pub async fn bind(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
         if req.operation == Operation::Create && !req.dry_run {
             if let Err(e) = self.bind_inner(req).await {
                 warn!(namespace = ?req.namespace, name = %req.name, error = %e,
-                    "cannot bind the reservation at admission; the operator binds it later");
+                    "cannot write the endpoint at admission; the operator writes it later");
             }
         }
         allow(req)
@@ -799,26 +775,12 @@ impl<E: Effects> PodHooks<E> {
             .clone()
             .filter(|u| !u.is_empty())
             .ok_or("the Pod has no UID yet")?;
-        let mut errors = Vec::new();
-        for c in record.claim_names() {
-            match self.effects.bind_claim(&c, &record.id, &name, &uid).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    debug!(claim = %c, "claim released or taken over by another reservation meanwhile")
-                }
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
         let owner = self.resolve_owner(&namespace, &pod.metadata).await;
         let endpoint = self.endpoint_for(&pod, &namespace, &name, &uid, &record, owner.as_ref());
-        if let Err(e) = self.effects.upsert_endpoint(&endpoint).await {
-            errors.push(e.to_string());
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        self.effects
+            .upsert_endpoint(&endpoint)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn endpoint_for(

@@ -54,10 +54,7 @@ async fn deployment_pod_from_generate_name() {
     assert_eq!(vresp["allowed"], true);
     assert!(vresp.get("patch").is_none());
     let st = r.effects.state();
-    assert_eq!(
-        st.claims[&a.claim_name()].spec.pod_uid.as_deref(),
-        Some("5c7e0c1a-1111-2222-3333-444455556666")
-    );
+    assert_eq!(st.claims[&a.claim_name()].spec.reservation, rec.id);
     let ep = &st.endpoints["team-a/web-7d4b9c-x2x9z"];
     assert_eq!(
         ep.status.as_ref().unwrap().current.ips[0].ipv4.as_deref(),
@@ -67,19 +64,26 @@ async fn deployment_pod_from_generate_name() {
 }
 
 #[tokio::test]
-async fn reinvocation_reserves_nothing_new() {
+async fn a_copied_record_is_replaced_and_the_original_keeps_its_claim() {
     let r = start().await;
     let first = fixture_json("pod-deployment.json");
     let resp = review(&r, "/mutate-pod", &first).await;
     let out = patched(&first["request"]["object"], &resp);
     let value = out["metadata"]["annotations"]["aipam.io/reservation"].clone();
-    let mut body = fixture_json("pod-reinvocation.json");
+    let original = Reservation::parse(value.as_str().unwrap()).unwrap();
+    let mut body = fixture_json("pod-copied-record.json");
     body["request"]["object"]["metadata"]["annotations"]["aipam.io/reservation"] = value;
     let before = r.effects.state().claims.len();
     let resp = review(&r, "/mutate-pod", &body).await;
-    assert_eq!(resp["allowed"], true);
-    assert!(resp.get("patch").is_none(), "{resp}");
-    assert_eq!(r.effects.state().claims.len(), before);
+    assert_eq!(resp["allowed"], true, "{resp}");
+    let out = patched(&body["request"]["object"], &resp);
+    let fresh = record(&out);
+    assert_ne!(fresh.id, original.id);
+    let st = r.effects.state();
+    assert_eq!(st.claims.len(), before + 1);
+    for c in original.claim_names() {
+        assert_eq!(st.claims[&c].spec.reservation, original.id);
+    }
     r.shutdown().await;
 }
 

@@ -160,9 +160,6 @@ fn cases() -> Vec<Case> {
         case("multus interface twice", "/mutate-pod",
             pod_with(&[("k8s.v1.cni.cncf.io/networks", "kube-system/macvlan-conf@net1, kube-system/macvlan-conf@net1")]),
             Denied(400, "annotation k8s.v1.cni.cncf.io/networks: interface `net1` appears twice")),
-        case("reservation annotation is garbage", "/mutate-pod",
-            pod_with(&[("aipam.io/reservation", "garbage")]),
-            Denied(400, "annotation aipam.io/reservation: not a reservation record: expected value at line 1 column 1")),
         // --- pool specs through the webhook ----------------------------------------------
         case("pool overlapping team-a-v4", "/validate-ippool",
             pool_create(json!({"subnet": "10.20.0.0/24", "ips": ["10.20.0.12-10.20.0.20"]})),

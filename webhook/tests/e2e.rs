@@ -181,7 +181,7 @@ async fn through_the_api_stand_in() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "team-a");
     let claims: Api<SpiderIPClaim> = Api::all(client.clone());
 
-    // A Deployment-style Pod from generateName: reserved, recorded, bound, endpoint written.
+    // A Deployment-style Pod from generateName: reserved, recorded, endpoint written.
     let pod = pods
         .create(&PostParams::default(), &web_pod("team-a", json!({})))
         .await
@@ -194,8 +194,9 @@ async fn through_the_api_stand_in() {
     .unwrap();
     let addr = rec.interfaces[0].ipv4[0].clone();
     let claim = claims.get(&addr.claim_name()).await.unwrap();
-    assert_eq!(claim.spec.pod_name.as_deref(), Some(name.as_str()));
-    assert_eq!(claim.spec.pod_uid.as_deref(), Some(uid.as_str()));
+    // Written once, at reservation, before the API server picked the name.
+    assert_eq!(claim.spec.pod_name, None);
+    assert_eq!(claim.spec.reservation, rec.id);
     assert_eq!(
         claim.metadata.labels.as_ref().unwrap()["aipam.io/reservation"],
         rec.id
