@@ -1,6 +1,8 @@
-//! The binding controller: for every Pod carrying a reservation, the claims name the Pod and
-//! are Bound, zone alternatives are resolved as soon as the Pod has a node (late binding), and
-//! the SpiderEndpoint the CNI binary reads matches.
+//! The binding controller: for every Pod carrying a reservation, zone alternatives are resolved
+//! as soon as the Pod has a node (late binding), a claim the Pod holds that went missing is
+//! recreated, and the SpiderEndpoint the CNI binary reads matches (node, addresses, owned by
+//! the Pod). Claims themselves are not written for an ordinary Pod: the Pod carrying a claim's
+//! reservation id holds it, so there is nothing to bind.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use aipam_core::reservation::ANNO_RESERVATION;
 use aipam_crds::record::{claim_for, ClaimTarget};
-use aipam_crds::{ClaimPhase, SpiderEndpoint, SpiderIPClaim};
+use aipam_crds::{SpiderEndpoint, SpiderIPClaim};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -77,62 +78,16 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
     if plan.is_empty() {
         return Ok(Action::await_change());
     }
-    let now = Timestamp::now();
     let owner = claims.values().find_map(|c| c.spec.owner.clone());
-    // 1. The kept claims: settled, naming the Pod, Bound.
-    for b in &plan.bind {
-        if b.settle || b.set_pod {
-            let mut spec = serde_json::Map::new();
-            if b.settle {
-                spec.insert("provisional".into(), json!(false));
-            }
-            if b.set_pod {
-                spec.insert("podName".into(), json!(view.name));
-                spec.insert("podUID".into(), json!(view.uid));
-            }
-            let mut patch = json!({ "spec": spec });
-            if b.set_pod {
-                // Only the claim as planned from: the webhook may have handed it to the next
-                // Pod of a StatefulSet meanwhile (new reservation, no podUID); binding it to
-                // this Pod then would leave the next one unable to bind (found by
-                // e2e/tests/chaos.rs). The resourceVersion makes the patch conditional.
-                if let Some(rv) = claims
-                    .get(&b.name)
-                    .and_then(|c| c.metadata.resource_version.clone())
-                {
-                    patch["metadata"] = json!({ "resourceVersion": rv });
-                }
-            }
-            match claim_api
-                .patch(&b.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_conflict(&e) => {
-                    return Ok(Action::requeue(Duration::from_millis(200)))
-                }
-                Err(e) if crate::error::is_not_found(&e) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if b.set_status {
-            let bound_at = claims
-                .get(&b.name)
-                .and_then(|c| c.status.as_ref())
-                .and_then(|s| s.bound_at.clone())
-                .unwrap_or(Time(now));
-            let patch = json!({ "status": {
-                "phase": ClaimPhase::Bound,
-                "node": view.node,
-                "boundAt": bound_at,
-            }});
-            ignore_not_found(
-                claim_api
-                    .patch_status(&b.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await,
-            )?;
-        }
-        ctx.metrics.bind("bind");
+    // 1. The kept zone alternatives: settled.
+    for name in &plan.settle {
+        let patch = json!({ "spec": { "provisional": false } });
+        ignore_not_found(
+            claim_api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await,
+        )?;
+        ctx.metrics.bind("settle");
     }
     // 2. Claims the record lists but that are missing: the Pod lives, it holds them.
     for (name, addr) in &plan.recreate {
@@ -147,7 +102,6 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
             &ClaimTarget {
                 namespace: &view.namespace,
                 pod_name: Some(&view.name),
-                pod_uid: Some(&view.uid),
                 interface: &iface,
                 reservation: &record.id,
                 owner: owner.clone(),
@@ -225,10 +179,6 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
         )
         .await;
     }
-    if !plan.recreate.is_empty() {
-        // The recreated claims get their status on the next pass.
-        return Ok(Action::requeue(Duration::from_millis(200)));
-    }
     Ok(Action::await_change())
 }
 
@@ -255,6 +205,7 @@ async fn write_endpoint(
                 metadata: ObjectMeta {
                     name: Some(view.name.clone()),
                     namespace: Some(view.namespace.clone()),
+                    labels: reservation_label(view),
                     owner_references: Some(vec![owner_ref]),
                     ..ObjectMeta::default()
                 },
@@ -269,6 +220,12 @@ async fn write_endpoint(
                 return Ok(());
             }
             ep.status = Some(endpoint_status(ep.status.as_ref(), desired, owner));
+            if let Some(labels) = reservation_label(view) {
+                ep.metadata
+                    .labels
+                    .get_or_insert_with(BTreeMap::new)
+                    .extend(labels);
+            }
             let refs = ep.metadata.owner_references.get_or_insert_with(Vec::new);
             refs.retain(|r| !(r.kind == "Pod" && r.uid != view.uid));
             if !refs.iter().any(|r| r.uid == view.uid) {
@@ -278,4 +235,14 @@ async fn write_endpoint(
             Ok(())
         }
     }
+}
+
+/// The endpoint's label naming the Pod's reservation (as the webhook writes it).
+fn reservation_label(view: &PodView) -> Option<BTreeMap<String, String>> {
+    view.reservation_id().map(|id| {
+        BTreeMap::from([(
+            aipam_core::reservation::LABEL_RESERVATION.to_string(),
+            id.to_string(),
+        )])
+    })
 }

@@ -12,14 +12,13 @@ use std::time::{Duration, Instant};
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
-use serde_json::json;
+use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 
 use crate::ctx::{pod_ref, pool_ref, Ctx};
 use crate::decide::{
     judge_claim, judge_endpoint, ClaimVerdict, EndpointVerdict, PodView, Why, World,
 };
-use crate::error::{ignore_not_found, is_conflict, is_not_found, Error};
+use crate::error::{is_conflict, is_not_found, Error};
 
 /// The controller's name in metrics.
 pub const NAME: &str = "collector";
@@ -29,8 +28,6 @@ pub const NAME: &str = "collector";
 pub struct ScanReport {
     /// Claims deleted, with why.
     pub deleted: Vec<(String, Why)>,
-    /// Claims kept for their StatefulSet's next Pod.
-    pub kept_for_stateful_set: Vec<String>,
     /// Claims spared by a live read of their Pod (the cache had not seen it yet).
     pub spared_by_live_read: Vec<String>,
     /// Endpoints deleted, as namespace/name.
@@ -142,7 +139,7 @@ pub async fn scan_with(
             ClaimVerdict::Delete {
                 pod_absent: true,
                 ..
-            } | ClaimVerdict::KeepForStatefulSet
+            }
         ) {
             if let Err(e) = live_check(ctx, &mut live, &mut world, c).await {
                 ctx.metrics.error(NAME, Error::from(e).kind());
@@ -177,35 +174,9 @@ pub async fn scan_with(
                             ctx.metrics.collect(why.label());
                         }
                         ctx.mark_pool(&c.spec.pool);
-                        announce(ctx, c, why).await;
+                        announce(ctx, c, why, &world).await;
                     }
                     Err(e) if is_not_found(&e) || is_conflict(&e) => {}
-                    Err(e) => {
-                        let e = Error::from(e);
-                        ctx.metrics.error(NAME, e.kind());
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            ClaimVerdict::KeepForStatefulSet => {
-                let patch = json!({
-                    "metadata": { "resourceVersion": c.metadata.resource_version },
-                    "spec": { "podUID": null },
-                });
-                match ignore_not_found(
-                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await,
-                ) {
-                    Ok(_) => {
-                        let st = json!({ "status": { "phase": "Reserved", "node": null, "boundAt": null,
-                            "message": "kept for the next Pod of the same name (StatefulSet)" } });
-                        let _ = ignore_not_found(
-                            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&st))
-                                .await,
-                        );
-                        report.kept_for_stateful_set.push(name.clone());
-                    }
-                    Err(e) if is_conflict(&e) => {}
                     Err(e) => {
                         let e = Error::from(e);
                         ctx.metrics.error(NAME, e.kind());
@@ -267,7 +238,7 @@ pub async fn scan_with(
     }
 }
 
-async fn announce(ctx: &Ctx, c: &SpiderIPClaim, why: Why) {
+async fn announce(ctx: &Ctx, c: &SpiderIPClaim, why: Why, world: &World) {
     let (reason, note) = if why.is_release() {
         (
             "AddressReleased",
@@ -290,10 +261,15 @@ async fn announce(ctx: &Ctx, c: &SpiderIPClaim, why: Why) {
             ),
         )
     };
-    match (&c.spec.pod_name, why.is_release()) {
-        (Some(pod), _) => {
+    // The Pod, when its name is known: from the claim (named at admission), or as seen deleted.
+    let gone = world.gone_reservations.get(&c.spec.reservation);
+    let pod = gone
+        .map(|(n, u)| (n.as_str(), Some(u.as_str())))
+        .or_else(|| c.spec.pod_name.as_deref().map(|n| (n, None)));
+    match (pod, why.is_release()) {
+        (Some((pod, uid)), _) => {
             ctx.event(
-                &pod_ref(&c.spec.namespace, pod, c.spec.pod_uid.as_deref()),
+                &pod_ref(&c.spec.namespace, pod, uid),
                 false,
                 reason,
                 "Release",

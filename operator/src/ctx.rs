@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use aipam_core::model::{NodeInfo, Pool};
 use aipam_core::ranges::{IpFamily, IpSet};
+use aipam_core::reservation::LABEL_RESERVATION;
 use aipam_core::validate::{validate_pool, validate_reserved_ip};
 use aipam_crds::convert::{pool_draft, reserved_ip_draft};
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool, SpiderReservedIP, SpiderSubnet};
@@ -80,7 +81,8 @@ pub struct Stores {
 #[derive(Debug, Default)]
 pub struct Gone {
     uids: BTreeMap<String, Instant>,
-    reservations: BTreeMap<String, Instant>,
+    /// Reservation id -> (when, Pod name, Pod UID).
+    reservations: BTreeMap<String, (Instant, String, String)>,
 }
 
 const GONE_MEMORY: Duration = Duration::from_secs(600);
@@ -88,7 +90,8 @@ const GONE_MEMORY: Duration = Duration::from_secs(600);
 impl Gone {
     fn prune(&mut self) {
         self.uids.retain(|_, t| t.elapsed() < GONE_MEMORY);
-        self.reservations.retain(|_, t| t.elapsed() < GONE_MEMORY);
+        self.reservations
+            .retain(|_, (t, _, _)| t.elapsed() < GONE_MEMORY);
     }
 }
 
@@ -205,7 +208,10 @@ impl Ctx {
         g.prune();
         g.uids.insert(pod.uid.clone(), Instant::now());
         if let Some(id) = pod.reservation_id() {
-            g.reservations.insert(id.to_string(), Instant::now());
+            g.reservations.insert(
+                id.to_string(),
+                (Instant::now(), pod.name.clone(), pod.uid.clone()),
+            );
         }
     }
 
@@ -238,7 +244,19 @@ impl Ctx {
         }
         let g = lock(&self.gone);
         w.gone_uids = g.uids.keys().cloned().collect();
-        w.gone_reservations = g.reservations.keys().cloned().collect();
+        w.gone_reservations = g
+            .reservations
+            .iter()
+            .map(|(id, (_, name, uid))| (id.clone(), (name.clone(), uid.clone())))
+            .collect();
+        drop(g);
+        w.endpoint_reservations = self
+            .stores
+            .endpoints
+            .state()
+            .iter()
+            .filter_map(|e| e.metadata.labels.as_ref()?.get(LABEL_RESERVATION).cloned())
+            .collect();
         w
     }
 

@@ -9,7 +9,7 @@ use aipam_core::model::{NodeInfo, Pool};
 use aipam_core::reservation::{Reservation, ReservedAddress, ANNO_RESERVATION};
 use aipam_crds::endpoint::{PodIPAllocation, WorkloadEndpointStatus};
 use aipam_crds::record::endpoint_ips;
-use aipam_crds::{ClaimPhase, SpiderEndpoint, SpiderIPClaim};
+use aipam_crds::{SpiderEndpoint, SpiderIPClaim};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -132,10 +132,15 @@ pub struct World {
     pub stateful_sets: BTreeMap<(String, String), SetState>,
     /// Node readiness by name (a node absent from the map is gone).
     pub nodes_ready: BTreeMap<String, bool>,
-    /// UIDs of Pods seen deleted: their claims go at once, without waiting for the grace period.
+    /// UIDs of Pods seen deleted: their endpoints go at once, without waiting for the grace
+    /// period.
     pub gone_uids: BTreeSet<String>,
-    /// Reservation ids of Pods seen deleted.
-    pub gone_reservations: BTreeSet<String>,
+    /// Reservation ids of Pods seen deleted, with the Pod's (name, UID): their claims go at
+    /// once, and the release is reported on the Pod.
+    pub gone_reservations: BTreeMap<String, (String, String)>,
+    /// Reservation ids some SpiderEndpoint names (label `aipam.io/reservation`): a Pod carried
+    /// them, so a claim of one whose Pod is absent is a Pod gone, not one that never appeared.
+    pub endpoint_reservations: BTreeSet<String>,
 }
 
 impl World {
@@ -239,9 +244,6 @@ pub enum ClaimVerdict {
         /// The decision rests on the Pod being absent from the cache.
         pod_absent: bool,
     },
-    /// A StatefulSet Pod is gone but the set still wants its ordinal: keep the address for the
-    /// next Pod of that name (clear podUID, phase Reserved).
-    KeepForStatefulSet,
 }
 
 fn claim_created(c: &SpiderIPClaim) -> Option<Timestamp> {
@@ -290,25 +292,21 @@ pub fn judge_claim(
 ) -> ClaimVerdict {
     let name = c.metadata.name.as_deref().unwrap_or_default();
     let sts = stateful_owner(c, rules);
-    // The Pod it is bound to, or the Pod carrying its reservation.
-    let pod = c
-        .spec
-        .pod_uid
-        .as_deref()
-        .and_then(|uid| world.pod_by_uid(uid))
-        .or_else(|| world.pod_by_reservation(&c.spec.reservation));
+    // The Pod carrying its reservation: the id is minted per admission and only the operator
+    // rewrites a Pod's record, so that Pod is the holder (in the claim's namespace).
+    let pod = world
+        .pod_by_reservation(&c.spec.reservation)
+        .filter(|p| p.namespace == c.spec.namespace);
     if let Some(pod) = pod {
-        if pod.reservation_id() == Some(c.spec.reservation.as_str()) {
-            let listed = pod
-                .reservation
-                .as_ref()
-                .is_some_and(|r| r.claim_names().iter().any(|n| n == name));
-            if !listed {
-                return ClaimVerdict::Delete {
-                    why: Why::ZoneAlternative,
-                    pod_absent: false,
-                };
-            }
+        let listed = pod
+            .reservation
+            .as_ref()
+            .is_some_and(|r| r.claim_names().iter().any(|n| n == name));
+        if !listed {
+            return ClaimVerdict::Delete {
+                why: Why::ZoneAlternative,
+                pod_absent: false,
+            };
         }
         if sts.is_some() {
             // A StatefulSet Pod keeps its address while it exists, whatever its state.
@@ -329,13 +327,8 @@ pub fn judge_claim(
         return ClaimVerdict::Keep;
     }
     // No Pod. Known to have existed and gone?
-    let known_gone = c
-        .spec
-        .pod_uid
-        .as_deref()
-        .is_some_and(|u| world.gone_uids.contains(u))
-        || world.gone_reservations.contains(&c.spec.reservation)
-        || (c.spec.pod_uid.is_some() && c.phase() == ClaimPhase::Bound);
+    let known_gone = world.gone_reservations.contains_key(&c.spec.reservation);
+    let appeared = known_gone || world.endpoint_reservations.contains(&c.spec.reservation);
     let young_until = claim_created(c)
         .and_then(|t| t.checked_add(rules.grace).ok())
         .filter(|until| *until > now);
@@ -368,11 +361,8 @@ pub fn judge_claim(
             };
         }
         if wanted {
-            return if c.spec.pod_uid.is_some() {
-                ClaimVerdict::KeepForStatefulSet
-            } else {
-                ClaimVerdict::Keep
-            };
+            // Kept for the next Pod of the name, which takes it over at admission.
+            return ClaimVerdict::Keep;
         }
         if let Some(until) = young_until {
             if !known_gone {
@@ -394,7 +384,7 @@ pub fn judge_claim(
         }
     }
     ClaimVerdict::Delete {
-        why: if c.spec.pod_uid.is_some() || known_gone {
+        why: if appeared {
             Why::PodGone
         } else {
             Why::NeverAppeared
@@ -459,19 +449,6 @@ pub fn judge_endpoint(
     EndpointVerdict::Delete { pod_absent: true }
 }
 
-/// What binding must change on one claim.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClaimBind {
-    /// The claim.
-    pub name: String,
-    /// Set `spec.provisional` to false.
-    pub settle: bool,
-    /// Set podName / podUID (spec).
-    pub set_pod: bool,
-    /// Write status Bound / node.
-    pub set_status: bool,
-}
-
 /// A warning for the Pod's events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
@@ -484,8 +461,8 @@ pub struct Warning {
 /// What binding does for one live Pod.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct BindPlan {
-    /// Claims to update.
-    pub bind: Vec<ClaimBind>,
+    /// Claims to settle: `spec.provisional` set to false once late binding kept them.
+    pub settle: Vec<String>,
     /// Claims the record lists that do not exist: recreate them for the Pod.
     pub recreate: Vec<(String, ReservedAddress)>,
     /// Zone alternatives to release (claims that exist and belong to this reservation).
@@ -503,7 +480,7 @@ pub struct BindPlan {
 impl BindPlan {
     /// Nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.bind.is_empty()
+        self.settle.is_empty()
             && self.recreate.is_empty()
             && self.release.is_empty()
             && self.new_record.is_none()
@@ -528,15 +505,12 @@ pub fn plan_binding(
     let Some(record) = pod.reservation.as_ref() else {
         return plan;
     };
-    // The annotation is written by the webhook and the operator, but anyone who may update the
-    // Pod can rewrite it. So it only ever points at claims: a claim is this Pod's when it was
-    // made for this reservation, in this namespace, and is not bound to another Pod. Nothing is
-    // bound, released or recorded on the annotation's word alone.
-    let owns = |c: &SpiderIPClaim| {
-        c.spec.reservation == record.id
-            && c.spec.namespace == pod.namespace
-            && c.spec.pod_uid.as_deref().is_none_or(|u| u == pod.uid)
-    };
+    // The annotation only ever points at claims: a claim is this Pod's when it was made for
+    // this reservation, in this namespace (the webhook mints the id per admission and replaces
+    // any record a new Pod brings; after creation only the operator may change it). Nothing is
+    // released or recorded on the annotation's word alone.
+    let owns =
+        |c: &SpiderIPClaim| c.spec.reservation == record.id && c.spec.namespace == pod.namespace;
     let mut kept = record.clone();
     if record.is_provisional() {
         if let (Some(_), Some(node)) = (pod.node.as_ref(), node) {
@@ -604,19 +578,8 @@ pub fn plan_binding(
                 disowned.push(a.clone());
             }
             Some(c) => {
-                let settle = settled && c.spec.provisional;
-                let set_pod = c.spec.pod_uid.as_deref() != Some(pod.uid.as_str())
-                    || c.spec.pod_name.as_deref() != Some(pod.name.as_str());
-                let st = c.status.clone().unwrap_or_default();
-                let set_status =
-                    st.phase != ClaimPhase::Bound || st.node != pod.node || st.bound_at.is_none();
-                if settle || set_pod || set_status {
-                    plan.bind.push(ClaimBind {
-                        name: n,
-                        settle,
-                        set_pod,
-                        set_status,
-                    });
+                if settled && c.spec.provisional {
+                    plan.settle.push(n);
                 }
             }
         }

@@ -9,7 +9,7 @@ use aipam_core::reservation::{Reservation, ReservedAddress, ReservedInterface, A
 use aipam_core::selector::{LabelSelector, LabelSelectorRequirement};
 use aipam_crds::endpoint::{PodIPAllocation, WorkloadEndpointStatus};
 use aipam_crds::record::{claim_for, ClaimTarget};
-use aipam_crds::{ClaimOwner, ClaimPhase, SpiderEndpoint, SpiderIPClaim, SpiderIPClaimStatus};
+use aipam_crds::{ClaimOwner, SpiderEndpoint, SpiderIPClaim};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -109,7 +109,6 @@ fn mk_claim(pool: &str, ip: &str, ns: &str, reservation: &str) -> ClaimB {
         &ClaimTarget {
             namespace: ns,
             pod_name: None,
-            pod_uid: None,
             interface: "eth0",
             reservation,
             owner: None,
@@ -121,16 +120,9 @@ fn mk_claim(pool: &str, ip: &str, ns: &str, reservation: &str) -> ClaimB {
 }
 
 impl ClaimB {
-    fn pod(mut self, name: &str, uid: Option<&str>) -> Self {
+    /// The Pod's name, as the webhook records it when known at admission.
+    fn pod(mut self, name: &str) -> Self {
         self.0.spec.pod_name = Some(name.to_string());
-        self.0.spec.pod_uid = uid.map(str::to_string);
-        self
-    }
-    fn bound(mut self) -> Self {
-        self.0.status = Some(SpiderIPClaimStatus {
-            phase: ClaimPhase::Bound,
-            ..SpiderIPClaimStatus::default()
-        });
         self
     }
     fn owner(mut self, kind: &str, name: &str) -> Self {
@@ -180,30 +172,36 @@ fn a_reservation_whose_pod_never_appeared_waits_for_the_grace_period() {
 fn a_claim_whose_pod_exists_is_kept_whatever_its_age() {
     let r = record("r-1", &[("p", "10.0.0.5")]);
     let pod = mk_pod("ns", "web-abc", "u1").reservation(&r);
-    // found by reservation id (generateName Pod, validating webhook did not bind)
+    // Found by the reservation id the Pod carries (a generateName Pod: no name on the claim).
     let c = mk_claim("p", "10.0.0.5", "ns", "r-1").0;
     assert_eq!(
         judge_claim(&c, &world(&[&pod]), t(9999), &rules()),
         ClaimVerdict::Keep
     );
-    // found by UID
-    let c = mk_claim("p", "10.0.0.5", "ns", "r-1")
-        .pod("web-abc", Some("u1"))
-        .bound()
-        .0;
+    // A Pod of another namespace carrying the same id does not hold it.
+    let elsewhere = mk_pod("other", "web-abc", "u9").reservation(&r);
     assert_eq!(
-        judge_claim(&c, &world(&[&pod]), t(9999), &rules()),
-        ClaimVerdict::Keep
+        judge_claim(&c, &world(&[&elsewhere]), t(9999), &rules()),
+        delete(Why::NeverAppeared, true)
     );
 }
 
 #[test]
 fn a_young_claim_whose_pod_is_absent_is_never_deleted_unless_the_pod_was_seen_gone() {
-    // The validating webhook sets podUID before the Pod is stored: absent Pod, young claim.
-    let c = mk_claim("p", "10.0.0.5", "ns", "r-1")
-        .pod("web-abc", Some("u1"))
-        .0;
+    // Admitted, not stored yet (or the cache has not seen it): absent Pod, young claim.
+    let c = mk_claim("p", "10.0.0.5", "ns", "r-1").pod("web-abc").0;
+    let w = world(&[]);
+    assert_eq!(
+        judge_claim(&c, &w, t(5), &rules()),
+        ClaimVerdict::KeepUntil(t(120))
+    );
+    assert_eq!(
+        judge_claim(&c, &w, t(121), &rules()),
+        delete(Why::NeverAppeared, true)
+    );
+    // An endpoint names the reservation: its Pod existed, so it is gone, not never seen.
     let mut w = world(&[]);
+    w.endpoint_reservations.insert("r-1".to_string());
     assert_eq!(
         judge_claim(&c, &w, t(5), &rules()),
         ClaimVerdict::KeepUntil(t(120))
@@ -212,25 +210,11 @@ fn a_young_claim_whose_pod_is_absent_is_never_deleted_unless_the_pod_was_seen_go
         judge_claim(&c, &w, t(121), &rules()),
         delete(Why::PodGone, true)
     );
-    // Seen deleted: released at once.
-    w.gone_uids.insert("u1".to_string());
-    assert_eq!(
-        judge_claim(&c, &w, t(5), &rules()),
-        delete(Why::PodGone, true)
-    );
-    // Bound by the operator means the Pod existed: released at once too.
-    let c = mk_claim("p", "10.0.0.5", "ns", "r-1")
-        .pod("web-abc", Some("u1"))
-        .bound()
-        .0;
-    assert_eq!(
-        judge_claim(&c, &world(&[]), t(5), &rules()),
-        delete(Why::PodGone, true)
-    );
-    // A generateName Pod seen deleted, whose claim was never bound: by reservation id.
+    // Seen deleted (by reservation id, whatever the name): released at once.
     let c = mk_claim("p", "10.0.0.5", "ns", "r-9").0;
     let mut w = world(&[]);
-    w.gone_reservations.insert("r-9".to_string());
+    w.gone_reservations
+        .insert("r-9".to_string(), ("web-x".to_string(), "u9".to_string()));
     assert_eq!(
         judge_claim(&c, &w, t(1), &rules()),
         delete(Why::PodGone, true)
@@ -240,10 +224,7 @@ fn a_young_claim_whose_pod_is_absent_is_never_deleted_unless_the_pod_was_seen_go
 #[test]
 fn finished_pods_release_their_addresses() {
     let r = record("r-1", &[("p", "10.0.0.5")]);
-    let c = mk_claim("p", "10.0.0.5", "ns", "r-1")
-        .pod("job-x", Some("u1"))
-        .bound()
-        .0;
+    let c = mk_claim("p", "10.0.0.5", "ns", "r-1").pod("job-x").0;
     for phase in ["Succeeded", "Failed"] {
         let pod = mk_pod("ns", "job-x", "u1").reservation(&r).phase(phase);
         assert_eq!(
@@ -261,10 +242,7 @@ fn finished_pods_release_their_addresses() {
 #[test]
 fn stateless_pods_stuck_terminating_on_a_dead_node_are_released_after_their_grace() {
     let r = record("r-1", &[("p", "10.0.0.5")]);
-    let c = mk_claim("p", "10.0.0.5", "ns", "r-1")
-        .pod("web-1", Some("u1"))
-        .bound()
-        .0;
+    let c = mk_claim("p", "10.0.0.5", "ns", "r-1").pod("web-1").0;
     let pod = mk_pod("ns", "web-1", "u1")
         .reservation(&r)
         .node("n1")
@@ -287,8 +265,7 @@ fn stateless_pods_stuck_terminating_on_a_dead_node_are_released_after_their_grac
     );
     // A StatefulSet Pod is never released while it exists.
     let c = mk_claim("p", "10.0.0.5", "ns", "r-1")
-        .pod("web-1", Some("u1"))
-        .bound()
+        .pod("web-1")
         .owner("StatefulSet", "web")
         .0;
     assert_eq!(judge_claim(&c, &w, t(500), &rules()), ClaimVerdict::Keep);
@@ -300,8 +277,7 @@ fn stateless_pods_stuck_terminating_on_a_dead_node_are_released_after_their_grac
 #[test]
 fn a_stateful_set_address_is_released_when_the_ordinals_new_pod_holds_another() {
     let c = mk_claim("zb", "10.91.0.21", "ns", "r-old")
-        .pod("db-1", Some("u-old"))
-        .bound()
+        .pod("db-1")
         .owner("StatefulSet", "db")
         .0;
     let set = SetState {
@@ -323,24 +299,21 @@ fn a_stateful_set_address_is_released_when_the_ordinals_new_pod_holds_another() 
         .owned_by("StatefulSet", "db");
     let mut w = world(&[&took]);
     w.stateful_sets.insert(("ns".into(), "db".into()), set);
-    assert_eq!(
-        judge_claim(&c, &w, t(1), &rules()),
-        ClaimVerdict::KeepForStatefulSet
-    );
-    // No Pod of that name (yet): kept for it.
+    let taken = mk_claim("zb", "10.91.0.21", "ns", "r-new")
+        .pod("db-1")
+        .owner("StatefulSet", "db")
+        .0;
+    assert_eq!(judge_claim(&taken, &w, t(1), &rules()), ClaimVerdict::Keep);
+    // No Pod of that name (yet): kept for it, however old.
     let mut w = world(&[]);
     w.stateful_sets.insert(("ns".into(), "db".into()), set);
-    assert_eq!(
-        judge_claim(&c, &w, t(1), &rules()),
-        ClaimVerdict::KeepForStatefulSet
-    );
+    assert_eq!(judge_claim(&c, &w, t(9999), &rules()), ClaimVerdict::Keep);
 }
 
 #[test]
 fn stateful_set_addresses_are_kept_for_the_next_pod_until_the_set_scales_below_the_ordinal() {
     let c = mk_claim("p", "10.0.0.5", "ns", "r-1")
-        .pod("db-2", Some("u1"))
-        .bound()
+        .pod("db-2")
         .owner("StatefulSet", "db")
         .0;
     let mut w = world(&[]);
@@ -351,19 +324,8 @@ fn stateful_set_addresses_are_kept_for_the_next_pod_until_the_set_scales_below_t
             deleting: false,
         },
     );
-    assert_eq!(
-        judge_claim(&c, &w, t(1), &rules()),
-        ClaimVerdict::KeepForStatefulSet
-    );
-    // Already reset (no podUID): kept as it is.
-    let reset = mk_claim("p", "10.0.0.5", "ns", "r-1")
-        .pod("db-2", None)
-        .owner("StatefulSet", "db")
-        .0;
-    assert_eq!(
-        judge_claim(&reset, &w, t(9999), &rules()),
-        ClaimVerdict::Keep
-    );
+    assert_eq!(judge_claim(&c, &w, t(1), &rules()), ClaimVerdict::Keep);
+    assert_eq!(judge_claim(&c, &w, t(9999), &rules()), ClaimVerdict::Keep);
     // Scaled to 2: ordinal 2 is no longer wanted.
     w.stateful_sets.insert(
         ("ns".into(), "db".into()),
@@ -373,17 +335,21 @@ fn stateful_set_addresses_are_kept_for_the_next_pod_until_the_set_scales_below_t
         },
     );
     assert_eq!(
-        judge_claim(&c, &w, t(1), &rules()),
+        judge_claim(&c, &w, t(9999), &rules()),
         delete(Why::StatefulSetScaledDown, true)
     );
+    // ... but a young reservation not known gone waits for the grace period...
     assert_eq!(
-        judge_claim(&reset, &w, t(9999), &rules()),
-        delete(Why::StatefulSetScaledDown, true)
-    );
-    // ... but a young reservation not known gone waits for the grace period.
-    assert_eq!(
-        judge_claim(&reset, &w, t(10), &rules()),
+        judge_claim(&c, &w, t(10), &rules()),
         ClaimVerdict::KeepUntil(t(120))
+    );
+    // ... unless its Pod was seen deleted.
+    let mut seen = w.clone();
+    seen.gone_reservations
+        .insert("r-1".into(), ("db-2".into(), "u1".into()));
+    assert_eq!(
+        judge_claim(&c, &seen, t(10), &rules()),
+        delete(Why::StatefulSetScaledDown, true)
     );
     // Set deleted, or being deleted.
     w.stateful_sets.insert(
@@ -394,12 +360,12 @@ fn stateful_set_addresses_are_kept_for_the_next_pod_until_the_set_scales_below_t
         },
     );
     assert_eq!(
-        judge_claim(&c, &w, t(1), &rules()),
+        judge_claim(&c, &w, t(9999), &rules()),
         delete(Why::StatefulSetGone, true)
     );
     w.stateful_sets.clear();
     assert_eq!(
-        judge_claim(&c, &w, t(1), &rules()),
+        judge_claim(&c, &w, t(9999), &rules()),
         delete(Why::StatefulSetGone, true)
     );
     // The rule switched off (enableStatefulSet: false): an ordinary Pod.
@@ -407,15 +373,17 @@ fn stateful_set_addresses_are_kept_for_the_next_pod_until_the_set_scales_below_t
         stateful_set: false,
         ..rules()
     };
+    let mut w = world(&[]);
+    w.endpoint_reservations.insert("r-1".into());
     assert_eq!(
-        judge_claim(&c, &world(&[]), t(1), &off),
+        judge_claim(&c, &w, t(9999), &off),
         delete(Why::PodGone, true)
     );
     // The next Pod of the name took it under a new reservation: kept.
     let r = record("r-2", &[("p", "10.0.0.5")]);
     let next = mk_pod("ns", "db-2", "u2").reservation(&r);
     let retaken = mk_claim("p", "10.0.0.5", "ns", "r-2")
-        .pod("db-2", None)
+        .pod("db-2")
         .owner("StatefulSet", "db")
         .0;
     assert_eq!(
@@ -432,16 +400,14 @@ fn zone_alternatives_the_pod_no_longer_lists_are_released() {
     let kept = record("r-1", &[("p7", "10.7.0.5")]);
     let pod = mk_pod("ns", "web-1", "u1").reservation(&kept).node("n7");
     let alt = mk_claim("p6", "10.6.0.5", "ns", "r-1")
-        .pod("web-1", Some("u1"))
+        .pod("web-1")
         .provisional()
         .0;
     assert_eq!(
         judge_claim(&alt, &world(&[&pod]), t(1), &rules()),
         delete(Why::ZoneAlternative, false)
     );
-    let mine = mk_claim("p7", "10.7.0.5", "ns", "r-1")
-        .pod("web-1", Some("u1"))
-        .0;
+    let mine = mk_claim("p7", "10.7.0.5", "ns", "r-1").pod("web-1").0;
     assert_eq!(
         judge_claim(&mine, &world(&[&pod]), t(1), &rules()),
         ClaimVerdict::Keep
@@ -560,7 +526,7 @@ fn node(name: &str, zone: &str) -> NodeInfo {
 }
 
 #[test]
-fn binding_names_the_pod_marks_claims_bound_and_writes_the_endpoint_once() {
+fn binding_writes_the_endpoint_once_and_never_the_claims() {
     let r = record("r-1", &[("p6", "10.6.0.5")]);
     let pod = mk_pod("ns", "web-1", "u1")
         .reservation(&r)
@@ -568,15 +534,7 @@ fn binding_names_the_pod_marks_claims_bound_and_writes_the_endpoint_once() {
         .view();
     let claims = by_name(vec![mk_claim("p6", "10.6.0.5", "ns", "r-1").0]);
     let plan = plan_binding(&pod, &claims, None, &pools(), Some(&node("n6", "z6")));
-    assert_eq!(
-        plan.bind,
-        vec![ClaimBind {
-            name: "p6.10.6.0.5".into(),
-            settle: false,
-            set_pod: true,
-            set_status: true
-        }]
-    );
+    assert!(plan.settle.is_empty() && plan.recreate.is_empty());
     let ep = plan.endpoint.clone().unwrap();
     assert_eq!(ep.uid, "u1");
     assert_eq!(ep.node, "n6");
@@ -584,20 +542,11 @@ fn binding_names_the_pod_marks_claims_bound_and_writes_the_endpoint_once() {
     assert_eq!(ep.ips[0].ipv4_gateway.as_deref(), Some("10.6.0.1"));
     assert!(plan.release.is_empty() && plan.new_record.is_none() && plan.warnings.is_empty());
     // Once carried out, the plan is empty: binding is idempotent.
-    let mut c = mk_claim("p6", "10.6.0.5", "ns", "r-1")
-        .pod("web-1", Some("u1"))
-        .0;
-    c.status = Some(SpiderIPClaimStatus {
-        phase: ClaimPhase::Bound,
-        node: Some("n6".into()),
-        bound_at: Some(Time(t(3))),
-        message: None,
-    });
     let mut endpoint = mk_endpoint("ns", "web-1", "u1", t(0));
     endpoint.status.as_mut().unwrap().current = ep;
     let plan = plan_binding(
         &pod,
-        &by_name(vec![c]),
+        &claims,
         Some(&endpoint),
         &pools(),
         Some(&node("n6", "z6")),
@@ -610,11 +559,11 @@ fn late_binding_keeps_the_zone_of_the_node_and_releases_the_other() {
     let r = record("r-1", &[("p6", "10.6.0.5"), ("p7", "10.7.0.5")]);
     let claims = by_name(vec![
         mk_claim("p6", "10.6.0.5", "ns", "r-1")
-            .pod("web-1", Some("u1"))
+            .pod("web-1")
             .provisional()
             .0,
         mk_claim("p7", "10.7.0.5", "ns", "r-1")
-            .pod("web-1", Some("u1"))
+            .pod("web-1")
             .provisional()
             .0,
     ]);
@@ -623,7 +572,7 @@ fn late_binding_keeps_the_zone_of_the_node_and_releases_the_other() {
     let plan = plan_binding(&pending, &claims, None, &pools(), None);
     assert!(plan.release.is_empty() && plan.new_record.is_none());
     assert!(plan.endpoint.as_ref().unwrap().ips.is_empty());
-    assert!(plan.bind.iter().all(|b| !b.settle));
+    assert!(plan.settle.is_empty());
     // Scheduled on a z7 node.
     let bound = mk_pod("ns", "web-1", "u1")
         .reservation(&r)
@@ -633,15 +582,7 @@ fn late_binding_keeps_the_zone_of_the_node_and_releases_the_other() {
     assert!(plan.late_bound);
     assert_eq!(plan.release, vec!["p6.10.6.0.5".to_string()]);
     assert_eq!(plan.new_record, Some(record("r-1", &[("p7", "10.7.0.5")])));
-    assert_eq!(
-        plan.bind,
-        vec![ClaimBind {
-            name: "p7.10.7.0.5".into(),
-            settle: true,
-            set_pod: false,
-            set_status: true
-        }]
-    );
+    assert_eq!(plan.settle, vec!["p7.10.7.0.5".to_string()]);
     let ep = plan.endpoint.unwrap();
     assert_eq!(
         (ep.node.as_str(), ep.ips[0].ipv4.as_deref()),
@@ -688,12 +629,13 @@ fn binding_recreates_missing_claims_and_reports_taken_ones() {
     let other = by_name(vec![mk_claim("p6", "10.6.0.5", "ns", "r-other").0]);
     let plan = plan_binding(&pod, &other, None, &pools(), Some(&node("n6", "z6")));
     assert_eq!(plan.warnings[0].reason, "AddressTaken");
-    assert!(plan.bind.is_empty());
+    assert!(plan.settle.is_empty() && plan.recreate.is_empty());
 }
 
 #[test]
 fn a_rewritten_annotation_never_conjures_or_steals_an_address() {
-    // Anyone who may update the Pod can rewrite its annotation: to an address nobody holds...
+    // Should a Pod's annotation be rewritten despite the guard (a namespace the webhooks skip):
+    // to an address nobody holds...
     let r = record("r-1", &[("p6", "10.6.0.5")]);
     let pod = mk_pod("ns", "web-1", "u1")
         .reservation(&r)
@@ -715,11 +657,8 @@ fn a_rewritten_annotation_never_conjures_or_steals_an_address() {
         plan.endpoint.unwrap().ips.is_empty(),
         "nothing recorded for the CNI"
     );
-    // ...to another Pod's reservation id and address (bound to that Pod)...
-    let victim = mk_claim("p6", "10.6.0.5", "ns", "r-1")
-        .pod("web-2", Some("u2"))
-        .bound()
-        .0;
+    // ...to another Pod's address (held under that Pod's reservation id)...
+    let victim = mk_claim("p6", "10.6.0.5", "ns", "r-victim").pod("web-2").0;
     let plan = plan_binding(
         &pod,
         &by_name(vec![victim.clone()]),
@@ -728,7 +667,7 @@ fn a_rewritten_annotation_never_conjures_or_steals_an_address() {
         Some(&node("n6", "z6")),
     );
     assert_eq!(plan.warnings[0].reason, "AddressTaken");
-    assert!(plan.bind.is_empty());
+    assert!(plan.settle.is_empty());
     assert!(plan.endpoint.unwrap().ips.is_empty());
     // ...or to another namespace's claim.
     let elsewhere = mk_claim("p6", "10.6.0.5", "other-ns", "r-1").0;
