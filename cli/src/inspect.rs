@@ -134,9 +134,7 @@ pub struct Inspection {
 
 fn claim_is_pods(c: &SpiderIPClaim, pod: &Pod, reservation: Option<&str>) -> bool {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-    c.spec.namespace == ns
-        && ((c.spec.pod_uid.is_some() && c.spec.pod_uid == pod.metadata.uid)
-            || Some(c.spec.reservation.as_str()) == reservation)
+    c.spec.namespace == ns && Some(c.spec.reservation.as_str()) == reservation
 }
 
 /// Builds the inspection of `pod` from a snapshot; `owner` is its top controller as the webhook
@@ -186,7 +184,6 @@ pub fn inspect(s: &Snapshot, pod: &Pod, owner: Option<Owner>, now: Timestamp) ->
     for c in &own {
         let outcome = match judge_claim(c, &world, now, &rules_) {
             ClaimVerdict::Keep => "kept".to_string(),
-            ClaimVerdict::KeepForStatefulSet => "kept for the StatefulSet".to_string(),
             ClaimVerdict::KeepUntil(t) => format!("released at {t} unless its Pod appears"),
             ClaimVerdict::Delete { why, .. } => {
                 format!("released at the next scan ({})", why.label())
@@ -197,7 +194,8 @@ pub fn inspect(s: &Snapshot, pod: &Pod, owner: Option<Owner>, now: Timestamp) ->
             interface: c.spec.interface.clone(),
             pool: c.spec.pool.clone(),
             address: c.spec.address.clone(),
-            phase: c.phase().to_string(),
+            // Derived: the claim itself is written once and has no phase.
+            phase: "Bound".to_string(),
             provisional: c.spec.provisional,
             outcome,
         });

@@ -1,16 +1,16 @@
-//! `aipamctl status`: pools with used/free/total, endpoints per namespace, reservations not yet
-//! bound to a Pod, and what the operator's collector will reclaim — from one snapshot of the
+//! `aipamctl status`: pools with used/free/total, endpoints per namespace, claims no Pod holds
+//! (no live Pod of their namespace carries their reservation id), and what the operator's collector will reclaim — from one snapshot of the
 //! cluster, judged with the operator's own rules (`aipam_operator::decide`).
 
 use std::collections::BTreeMap;
 
 use aipam_core::config::IpamConfig;
 use aipam_core::ranges::IpFamily;
-use aipam_crds::{ClaimPhase, SpiderIPClaim};
+use aipam_crds::SpiderIPClaim;
 use aipam_operator::ctx::node_ready;
 use aipam_operator::decide::{
-    judge_claim, judge_endpoint, ClaimVerdict, EndpointVerdict, PodView, Rules, SetState, Why,
-    World,
+    holder, judge_claim, judge_endpoint, ClaimVerdict, EndpointVerdict, PodView, Rules, SetState,
+    Why, World,
 };
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
@@ -33,7 +33,7 @@ pub struct PoolStatus {
     pub total: u128,
     /// Addresses held by SpiderIPClaims (the live count).
     pub used: u128,
-    /// Of which bound to a Pod.
+    /// Of which held by a live Pod (a Pod of the claim's namespace carries its reservation id).
     pub bound: u128,
     /// `total - used`.
     pub free: u128,
@@ -61,7 +61,8 @@ pub struct NamespaceEndpoints {
     pub ipv6: usize,
 }
 
-/// One claim not yet bound to a Pod.
+/// One claim no live Pod holds: its Pod is not stored yet, is gone, or is a StatefulSet's
+/// next Pod to come.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Unbound {
@@ -112,7 +113,7 @@ pub struct Status {
     pub pools: Vec<PoolStatus>,
     /// Endpoints per namespace.
     pub endpoints: Vec<NamespaceEndpoints>,
-    /// Claims not yet bound to a Pod.
+    /// Claims no live Pod holds.
     pub unbound: Vec<Unbound>,
     /// What the collector will delete.
     pub reclaim: Vec<Reclaim>,
@@ -153,6 +154,7 @@ pub fn world(s: &Snapshot) -> World {
         w.nodes_ready
             .insert(n.metadata.name.clone().unwrap_or_default(), node_ready(n));
     }
+    w.note_endpoints(&s.endpoints);
     w
 }
 
@@ -208,7 +210,7 @@ pub fn status(s: &Snapshot, now: Timestamp) -> Status {
     for c in &s.claims {
         let e = used.entry(c.spec.pool.as_str()).or_default();
         e.0 += 1;
-        if c.phase() == ClaimPhase::Bound {
+        if holder(c, &world).is_some() {
             e.1 += 1;
         }
     }
@@ -283,18 +285,24 @@ pub fn status(s: &Snapshot, now: Timestamp) -> Status {
         let verdict = judge_claim(c, &world, now, &rules);
         let address = format!("{} {}", c.spec.pool, c.spec.address);
         let outcome = match verdict {
-            ClaimVerdict::Keep => "kept: its Pod exists".to_string(),
-            ClaimVerdict::KeepForStatefulSet => {
-                "kept for the StatefulSet's next Pod of that name".to_string()
-            }
+            ClaimVerdict::Keep if holder(c, &world).is_some() => "kept: its Pod exists".to_string(),
+            ClaimVerdict::Keep => "kept for the StatefulSet's next Pod of that name".to_string(),
             ClaimVerdict::KeepUntil(t) => {
+                // An endpoint names the reservation: its Pod was admitted, and is gone now
+                // (or not in the API server's list yet).
+                let appeared = world.endpoint_reservations.contains(&c.spec.reservation);
+                let (why, detail) = if appeared {
+                    (Why::PodGone, "its Pod was admitted (its SpiderEndpoint names the reservation) and no Pod carries the reservation now")
+                } else {
+                    (Why::NeverAppeared, "no Pod carries this reservation yet")
+                };
                 reclaim.push(Reclaim {
                     kind: "SpiderIPClaim".to_string(),
                     name: claim_name(c),
                     address: Some(address.clone()),
-                    reason: Why::NeverAppeared.label().to_string(),
+                    reason: why.label().to_string(),
                     detail: format!(
-                        "no Pod carries this reservation yet; released unless one appears within the grace period ({} s)",
+                        "{detail}; released unless one appears within the grace period ({} s)",
                         rules.grace.as_secs()
                     ),
                     not_before: Some(t.to_string()),
@@ -313,7 +321,7 @@ pub fn status(s: &Snapshot, now: Timestamp) -> Status {
                 format!("released at the next scan: {}", why_words(why))
             }
         };
-        if c.phase() != ClaimPhase::Bound {
+        if holder(c, &world).is_none() {
             unbound.push(Unbound {
                 claim: claim_name(c),
                 pool: c.spec.pool.clone(),
@@ -419,7 +427,7 @@ pub fn render(s: &Status) -> String {
         out.push_str(&table(&rows));
     }
 
-    out.push_str("\nRESERVATIONS NOT YET BOUND TO A POD\n");
+    out.push_str("\nCLAIMS NO LIVE POD HOLDS\n");
     if s.unbound.is_empty() {
         out.push_str("(none)\n");
     } else {

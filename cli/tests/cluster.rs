@@ -52,20 +52,13 @@ spec:
   nodeAffinity: {matchLabels: {zone: b}}
 "#;
 
-fn claim(
-    name: &str,
-    pool: &str,
-    addr: &str,
-    reservation: &str,
-    pod: Option<(&str, &str)>,
-) -> Value {
+fn claim(name: &str, pool: &str, addr: &str, reservation: &str, pod: Option<&str>) -> Value {
     let mut spec = json!({
         "pool": pool, "address": addr, "ipVersion": 4, "interface": "eth0",
         "namespace": "team-a", "reservation": reservation,
     });
-    if let Some((name, uid)) = pod {
+    if let Some(name) = pod {
         spec["podName"] = json!(name);
-        spec["podUID"] = json!(uid);
     }
     json!({
         "apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderIPClaim",
@@ -73,8 +66,8 @@ fn claim(
     })
 }
 
-/// Pools, a Pod `web` holding one bound address, a claim bound to a Pod that is gone, a young
-/// reservation no Pod carries yet, and an endpoint whose Pod is gone.
+/// Pools, a Pod `web` holding one address, a claim of a Pod `old` that is gone (its endpoint is
+/// left), a young reservation no Pod carries yet.
 async fn cluster() -> Cluster {
     let server = ApiServer::start(ServerOptions {
         crd_dir: Some(repo().join("config/crd")),
@@ -104,7 +97,7 @@ async fn cluster() -> Cluster {
             "small-v4",
             "10.1.0.10",
             "r-web",
-            Some(("web", &uid)),
+            Some("web"),
         ))
         .await
         .unwrap();
@@ -114,7 +107,7 @@ async fn cluster() -> Cluster {
             "small-v4",
             "10.1.0.11",
             "r-old",
-            Some(("old", "uid-old")),
+            Some("old"),
         ))
         .await
         .unwrap();
@@ -129,20 +122,6 @@ async fn cluster() -> Cluster {
         .await
         .unwrap();
     let client = server.in_process_client();
-    let claims: Api<aipam_crds::SpiderIPClaim> = Api::all(client.clone());
-    for (name, node) in [
-        ("small-v4.10.1.0.10", "node-1"),
-        ("small-v4.10.1.0.11", "node-1"),
-    ] {
-        claims
-            .patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"phase": "Bound", "node": node}})),
-            )
-            .await
-            .unwrap();
-    }
     // The operator's last count, which lags behind the claims.
     let pools: Api<aipam_crds::SpiderIPPool> = Api::all(client);
     pools
@@ -153,14 +132,15 @@ async fn cluster() -> Cluster {
         )
         .await
         .unwrap();
-    for (name, pod_uid, ip) in [
-        ("web", uid.as_str(), "10.1.0.10/24"),
-        ("old", "uid-old", "10.1.0.11/24"),
+    for (name, pod_uid, ip, id) in [
+        ("web", uid.as_str(), "10.1.0.10/24", "r-web"),
+        ("old", "uid-old", "10.1.0.11/24", "r-old"),
     ] {
         server
             .apply_object(json!({
                 "apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderEndpoint",
-                "metadata": {"name": name, "namespace": "team-a"},
+                "metadata": {"name": name, "namespace": "team-a",
+                    "labels": {"aipam.io/reservation": id}},
                 "status": {
                     "current": {"uid": pod_uid, "node": "node-1", "ips": [
                         {"interface": "eth0", "ipv4": ip, "ipv4Pool": "small-v4", "vlan": 0}
@@ -221,7 +201,7 @@ async fn status_counts_claims_and_names_what_the_collector_will_reclaim() {
         .find(|p| p["name"] == "small-v4")
         .unwrap();
     assert_eq!(small["used"], 3);
-    assert_eq!(small["bound"], 2);
+    assert_eq!(small["bound"], 1);
     assert_eq!(small["free"], 1);
     assert_eq!(small["total"], 4);
     assert_eq!(small["statusAllocated"], 1);
@@ -239,11 +219,16 @@ async fn status_counts_claims_and_names_what_the_collector_will_reclaim() {
         s["endpoints"],
         json!([{"namespace": "team-a", "endpoints": 2, "ipv4": 2, "ipv6": 0}])
     );
-    // Only the young reservation is unbound.
-    let unbound = s["unbound"].as_array().unwrap();
-    assert_eq!(unbound.len(), 1, "{unbound:?}");
-    assert_eq!(unbound[0]["claim"], "small-v4.10.1.0.12");
-    // The claim of the gone Pod goes at the next scan; the young one after the grace period;
+    // The gone Pod's claim and the young reservation: no live Pod holds them.
+    let unbound: Vec<&str> = s["unbound"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["claim"].as_str().unwrap())
+        .collect();
+    assert_eq!(unbound, ["small-v4.10.1.0.11", "small-v4.10.1.0.12"]);
+    // Both claims are young here (made a moment ago), so both wait for the grace period: the
+    // gone Pod's named as such (its endpoint names the reservation), the other as never seen;
     // the endpoint of the gone Pod after its grace period too. The live Pod's claim stays.
     let reclaim: Vec<(String, String, bool)> = s["reclaim"]
         .as_array()
@@ -263,7 +248,7 @@ async fn status_counts_claims_and_names_what_the_collector_will_reclaim() {
             (
                 "small-v4.10.1.0.11".to_string(),
                 "pod_gone".to_string(),
-                true
+                false
             ),
             (
                 "small-v4.10.1.0.12".to_string(),
@@ -294,7 +279,10 @@ async fn status_counts_claims_and_names_what_the_collector_will_reclaim() {
         "{line}"
     );
     assert!(line.contains("[###############-----]  75%"), "{line}");
-    assert!(text.contains("its Pod is gone (pod_gone)"), "{text}");
+    assert!(
+        text.contains("its Pod was admitted (its SpiderEndpoint names the reservation)"),
+        "{text}"
+    );
 
     // The operator may run with another grace period: the young reservation then goes at
     // the next scan.

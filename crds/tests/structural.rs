@@ -427,7 +427,11 @@ fn spiderpool_validations_are_present() {
         ])
     );
     // Written once: no status, no binding fields.
-    let claim_root = &schemas.iter().find(|(k, _)| k == "SpiderIPClaim").unwrap().1;
+    let claim_root = &schemas
+        .iter()
+        .find(|(k, _)| k == "SpiderIPClaim")
+        .unwrap()
+        .1;
     assert!(claim_root.pointer("/properties/status").is_none());
     assert!(claim_root
         .pointer("/properties/spec/properties/podUID")

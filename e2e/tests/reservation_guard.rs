@@ -1,9 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The Pod UPDATE guard end to end (docs/threat-model.md, "Pod annotations after admission"):
-//! a user who may update Pods cannot rewrite a running Pod's `aipam.io/reservation` to take a
-//! reservation of the namespace that is not bound to its Pod yet, nor drop their own; the
-//! request is refused, nothing is bound to the wrong Pod, and other updates of the Pod still
-//! go through. The users are real on the stand-in: each client has its own bearer token and
+//! The reservation record end to end (docs/threat-model.md, "Pod annotations"): the Pod
+//! carrying a reservation id holds its claims, so a user who may create or update Pods must not
+//! be able to put another reservation's id on a Pod. On UPDATE the guard refuses any change of
+//! `aipam.io/reservation` (and its removal); on CREATE the webhook replaces a record the Pod
+//! brings with a fresh reservation. Nothing is given to the wrong Pod, and other updates of the
+//! Pod still go through. The users are real on the stand-in: each client has its own bearer token and
 //! the webhook sees that user in `userInfo`; the operator runs as its service account.
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`).
@@ -25,12 +26,20 @@ use serde_json::json;
 const ALICE: &str = "alice";
 
 async fn create_pod(client: kube::Client, name: &str) -> Pod {
-    let pod: Pod = serde_json::from_value(json!({
+    create_pod_with(client, name, None).await
+}
+
+async fn create_pod_with(client: kube::Client, name: &str, record: Option<String>) -> Pod {
+    let mut pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": "tenant", "annotations": {
             "ipam.spidernet.io/ippool": "{\"ipv4\": [\"g\"]}"}},
         "spec": {"containers": [{"name": "c", "image": "x"}]}
     }))
     .unwrap();
+    if let Some(r) = record {
+        pod.annotations_mut()
+            .insert(ANNO_RESERVATION.to_string(), r);
+    }
     let api: Api<Pod> = Api::namespaced(client, "tenant");
     wait_for("the webhook to admit", Duration::from_secs(20), || {
         let (api, pod) = (api.clone(), pod.clone());
@@ -114,7 +123,6 @@ spec: {subnet: 10.70.0.0/24, ips: [10.70.0.10-10.70.0.20], gateway: 10.70.0.1}
                 &ClaimTarget {
                     namespace: "tenant",
                     pod_name: None,
-                    pod_uid: None,
                     interface: "eth0",
                     reservation: "r-unbound",
                     owner: None,
@@ -159,6 +167,15 @@ spec: {subnet: 10.70.0.0/24, ips: [10.70.0.10-10.70.0.20], gateway: 10.70.0.1}
         "{}",
         e.message
     );
+
+    // Nor can she create a Pod that brings the record along: it gets a reservation of its own.
+    let thief = create_pod_with(alice.clone(), "thief", Some(forged.to_annotation())).await;
+    let thief_record = record(&thief);
+    assert_ne!(thief_record.id, forged.id);
+    assert!(thief_record
+        .addresses()
+        .iter()
+        .all(|a| a.address != loot_ip));
 
     // Other updates of the Pod still go through for her.
     let pods: Api<Pod> = Api::namespaced(alice.clone(), "tenant");
@@ -206,11 +223,14 @@ spec: {subnet: 10.70.0.0/24, ips: [10.70.0.10-10.70.0.20], gateway: 10.70.0.1}
     assert_eq!(addrs, own_addrs);
     assert!(!addrs.contains(&loot_ip.to_string()));
     for c in claims.list(&ListParams::default()).await.unwrap() {
-        if c.spec.address == loot_ip.to_string() {
-            assert_eq!(c.spec.pod_uid, None, "the unbound claim stays unbound");
+        let expected = if c.spec.address == loot_ip.to_string() {
+            "r-unbound"
+        } else if thief_record.claim_names().contains(&c.name_any()) {
+            thief_record.id.as_str()
         } else {
-            assert_eq!(c.spec.pod_uid.as_deref(), Some(uid.as_str()));
-        }
+            own.id.as_str()
+        };
+        assert_eq!(c.spec.reservation, expected, "{}", c.name_any());
     }
     env.stop().await;
 }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use aipam_core::model::{NodeInfo, Pool};
 use aipam_core::ranges::{IpFamily, IpSet};
-use aipam_core::reservation::LABEL_RESERVATION;
 use aipam_core::validate::{validate_pool, validate_reserved_ip};
 use aipam_crds::convert::{pool_draft, reserved_ip_draft};
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool, SpiderReservedIP, SpiderSubnet};
@@ -250,13 +249,7 @@ impl Ctx {
             .map(|(id, (_, name, uid))| (id.clone(), (name.clone(), uid.clone())))
             .collect();
         drop(g);
-        w.endpoint_reservations = self
-            .stores
-            .endpoints
-            .state()
-            .iter()
-            .filter_map(|e| e.metadata.labels.as_ref()?.get(LABEL_RESERVATION).cloned())
-            .collect();
+        w.note_endpoints(self.stores.endpoints.state().iter().map(|e| &**e));
         w
     }
 

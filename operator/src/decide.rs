@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aipam_core::annotations::{parse_routes, Route, ANNO_ROUTES};
 use aipam_core::model::{NodeInfo, Pool};
-use aipam_core::reservation::{Reservation, ReservedAddress, ANNO_RESERVATION};
+use aipam_core::reservation::{Reservation, ReservedAddress, ANNO_RESERVATION, LABEL_RESERVATION};
 use aipam_crds::endpoint::{PodIPAllocation, WorkloadEndpointStatus};
 use aipam_crds::record::endpoint_ips;
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim};
@@ -165,6 +165,23 @@ impl World {
         self.pods.push(p);
     }
 
+    /// Notes the reservation ids the endpoints name (label `aipam.io/reservation`).
+    pub fn note_endpoints<'e, I>(&mut self, endpoints: I)
+    where
+        I: IntoIterator<Item = &'e SpiderEndpoint>,
+    {
+        for e in endpoints {
+            if let Some(id) = e
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_RESERVATION))
+            {
+                self.endpoint_reservations.insert(id.clone());
+            }
+        }
+    }
+
     /// The Pod of a UID.
     pub fn pod_by_uid(&self, uid: &str) -> Option<&PodView> {
         self.by_uid.get(uid).map(|i| &self.pods[*i])
@@ -283,6 +300,15 @@ pub fn stuck_terminating(pod: &PodView, world: &World, now: Timestamp) -> bool {
     now >= deadline
 }
 
+/// The Pod holding a claim: the Pod of the claim's namespace carrying its reservation id. The id
+/// is minted per admission (a record a new Pod brings along is replaced) and only the operator
+/// rewrites a Pod's record afterwards, so nothing else needs to bind the claim to the Pod.
+pub fn holder<'w>(c: &SpiderIPClaim, world: &'w World) -> Option<&'w PodView> {
+    world
+        .pod_by_reservation(&c.spec.reservation)
+        .filter(|p| p.namespace == c.spec.namespace)
+}
+
 /// The verdict on one claim.
 pub fn judge_claim(
     c: &SpiderIPClaim,
@@ -292,11 +318,7 @@ pub fn judge_claim(
 ) -> ClaimVerdict {
     let name = c.metadata.name.as_deref().unwrap_or_default();
     let sts = stateful_owner(c, rules);
-    // The Pod carrying its reservation: the id is minted per admission and only the operator
-    // rewrites a Pod's record, so that Pod is the holder (in the claim's namespace).
-    let pod = world
-        .pod_by_reservation(&c.spec.reservation)
-        .filter(|p| p.namespace == c.spec.namespace);
+    let pod = holder(c, world);
     if let Some(pod) = pod {
         let listed = pod
             .reservation
