@@ -126,8 +126,8 @@ pub struct Cache {
 /// Every object kind the cache holds.
 #[derive(Clone, Debug)]
 pub enum Object {
-    /// A pool.
-    Pool(SpiderIPPool),
+    /// A pool (boxed: the largest of the others).
+    Pool(Box<SpiderIPPool>),
     /// A claim.
     Claim(SpiderIPClaim),
     /// A reserved IP object.
@@ -402,7 +402,7 @@ fn apply_locked(g: &mut Inner, obj: Object) {
             g.pools.insert(
                 name,
                 PoolEntry {
-                    object: Arc::new(p),
+                    object: Arc::new(*p),
                     pool,
                 },
             );

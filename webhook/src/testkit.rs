@@ -53,7 +53,7 @@ pub fn load(yaml: &str, cache: &Cache, effects: &MemoryEffects) -> Result<usize,
             .unwrap_or_default()
             .to_string();
         match kind.as_str() {
-            "SpiderIPPool" => cache.apply(Object::Pool(typed(&kind, v)?)),
+            "SpiderIPPool" => cache.apply(Object::Pool(Box::new(typed(&kind, v)?))),
             "SpiderSubnet" => cache.apply(Object::Subnet(typed(&kind, v)?)),
             "SpiderReservedIP" => cache.apply(Object::ReservedIp(typed(&kind, v)?)),
             "SpiderIPClaim" => {

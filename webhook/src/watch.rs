@@ -60,7 +60,7 @@ pub fn spawn_watches(
             all.clone(),
             cache.clone(),
             StoreKind::Pools,
-            Object::Pool,
+            |p| Object::Pool(Box::new(p)),
         ),
         spawn(
             Api::<SpiderIPClaim>::all(client.clone()),
