@@ -121,7 +121,21 @@ pub struct Admission {
     /// TLS client configurations by caBundle, kept so that calls resume TLS sessions (as
     /// kube-apiserver's long-lived webhook clients do) instead of a full handshake each.
     tls: Mutex<HashMap<Vec<u8>, Arc<rustls::ClientConfig>>>,
+    /// Idle connections to webhook servers, by (address, host, TLS configuration): reused as
+    /// kube-apiserver's webhook clients keep theirs alive, instead of a TCP and TLS handshake
+    /// per call.
+    idle: Mutex<HashMap<ConnKey, Vec<Sender>>>,
 }
+
+/// An HTTP/1.1 connection to a webhook server, ready for one request at a time.
+type Sender = hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>;
+
+/// Where a connection goes: address, TLS server name, and the client configuration (by
+/// identity: one per caBundle).
+type ConnKey = (SocketAddr, String, usize);
+
+/// Idle connections kept per key.
+const MAX_IDLE: usize = 64;
 
 impl Admission {
     /// Maps a webhook `clientConfig.service` (namespace, name) to one loopback address.
@@ -365,6 +379,32 @@ impl Admission {
         Ok(cfg)
     }
 
+    /// An idle connection for `key` that is still open and ready.
+    async fn idle_connection(&self, key: &ConnKey) -> Option<Sender> {
+        loop {
+            let mut s = self
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(key)?
+                .pop()?;
+            if !s.is_closed() && s.ready().await.is_ok() {
+                return Some(s);
+            }
+        }
+    }
+
+    fn keep_idle(&self, key: ConnKey, s: Sender) {
+        if s.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let v = idle.entry(key).or_default();
+        if v.len() < MAX_IDLE {
+            v.push(s);
+        }
+    }
+
     async fn post(&self, wh: &Value, review: &Value, timeout_secs: u64) -> Result<Value, String> {
         let cc = wh.get("clientConfig").cloned().unwrap_or(json!({}));
         let (addrs, host, path, url_text) = if let Some(url) = cc.get("url").and_then(Value::as_str)
@@ -419,34 +459,43 @@ impl Admission {
             .map_err(|e| format!("invalid caBundle: {e}"))?
             .unwrap_or_default();
         let cfg = self.tls_config(ca)?;
+        let cfg_id = Arc::as_ptr(&cfg) as usize;
         let connector = tokio_rustls::TlsConnector::from(cfg);
         let server_name =
             rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
         // A Service's endpoints are tried round-robin; an endpoint that refuses the connection
         // (its process is gone) is skipped for the next one, as a dead Pod's endpoint is removed
         // from the Service in a cluster. An endpoint that accepts and then fails is not retried:
-        // that call fails and failurePolicy applies, as in Kubernetes.
-        let mut tcp = None;
+        // that call fails and failurePolicy applies, as in Kubernetes. An open connection to
+        // the endpoint is reused.
+        let mut found: Option<(Sender, ConnKey)> = None;
         let mut last_err = String::new();
         for addr in &addrs {
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(t) => {
-                    tcp = Some(t);
-                    break;
-                }
-                Err(e) => last_err = format!("Post \"{url_text}\": dial tcp {addr}: {e}"),
+            let key: ConnKey = (*addr, host.clone(), cfg_id);
+            if let Some(s) = self.idle_connection(&key).await {
+                found = Some((s, key));
+                break;
             }
-        }
-        let tcp = tcp.ok_or(last_err)?;
-        let tls = connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| format!("Post \"{url_text}\": tls: {e}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            let tcp = match tokio::net::TcpStream::connect(addr).await {
+                Ok(t) => t,
+                Err(e) => {
+                    last_err = format!("Post \"{url_text}\": dial tcp {addr}: {e}");
+                    continue;
+                }
+            };
+            let tls = connector
+                .connect(server_name.clone(), tcp)
                 .await
-                .map_err(|e| format!("Post \"{url_text}\": {e}"))?;
-        tokio::spawn(conn);
+                .map_err(|e| format!("Post \"{url_text}\": tls: {e}"))?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .map_err(|e| format!("Post \"{url_text}\": {e}"))?;
+            tokio::spawn(conn);
+            found = Some((sender, key));
+            break;
+        }
+        let (mut sender, key) = found.ok_or(last_err)?;
         // kube-apiserver appends the timeout to the webhook URL.
         let sep = if path.contains('?') { '&' } else { '?' };
         let path = format!("{path}{sep}timeout={timeout_secs}s");
@@ -467,6 +516,7 @@ impl Admission {
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
+        self.keep_idle(key, sender);
         if !status.is_success() {
             return Err(format!(
                 "Post \"{url_text}\": server responded {status}: {}",
