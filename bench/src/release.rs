@@ -1,11 +1,16 @@
 //! Item 7 (latency): with the operator running, time from a Pod's deletion to its address being
-//! free — its claim gone (seen on a watch) — and until the pool's counter is back down.
+//! free — its claim gone (seen on a watch) — and until the pool's counter is back down. The
+//! Pods are scheduled on a node first, so the run also counts the API writes of a Pod's whole
+//! life besides its own (create, binding, delete): reservation, endpoint, binding by the
+//! operator, release.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aipam_crds::{SpiderIPClaim, SpiderIPPool};
+use aipam_core::reservation::{Reservation, ANNO_RESERVATION};
+use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool};
+use aipam_e2e::sim::schedule;
 use aipam_e2e::{wait_for, Env, Options};
 use anyhow::{anyhow, Result};
 use futures::StreamExt;
@@ -40,6 +45,8 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
                 Some("10.60.0.1"),
             ),
             common::spiderpool_conf(&[POOL], &[]),
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "bench-node"},
+                   "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
         ],
     )
     .await?;
@@ -48,6 +55,7 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
     let probe_pod = common::pod(ns, "probe", json!({}));
     common::wait_admits(&env.client, ns, &probe_pod, 1).await?;
     let template = common::pod(ns, "rel", json!({}));
+    let writes_before = common::stand_in(&env)?.write_counts();
     let load =
         common::create_pods(&env.client, ns, sizes.pods, 8, move |_| template.clone()).await?;
     if load.pods.len() != sizes.pods {
@@ -61,18 +69,50 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
     }
     let claims: Api<SpiderIPClaim> = Api::all(env.client.clone());
     let pools: Api<SpiderIPPool> = Api::all(env.client.clone());
-    // Claims by Pod name (bound at validation).
-    let by_pod: BTreeMap<String, Vec<String>> = {
-        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for c in claims.list(&ListParams::default()).await?.items {
-            if let Some(p) = c.spec.pod_name.clone() {
-                m.entry(p)
-                    .or_default()
-                    .push(c.metadata.name.clone().unwrap_or_default());
+    // Claims by Pod name, from the records the webhook wrote on the Pods.
+    let mut by_pod: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in &load.pods {
+        let record = p
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNO_RESERVATION))
+            .and_then(|v| Reservation::parse(v).ok())
+            .ok_or_else(|| anyhow!("an admitted Pod has no reservation record"))?;
+        by_pod.insert(
+            p.metadata.name.clone().unwrap_or_default(),
+            record.claim_names(),
+        );
+    }
+    // Scheduled, as the scheduler does; the operator fills in each endpoint's node.
+    for p in &load.pods {
+        schedule(&env, p, 0)
+            .await?
+            .ok_or_else(|| anyhow!("no node for a Pod"))?;
+    }
+    let eps: Api<SpiderEndpoint> = Api::namespaced(env.client.clone(), ns);
+    let n_pods = load.pods.len();
+    wait_for(
+        "every endpoint to name the node",
+        Duration::from_secs(60),
+        || {
+            let eps = eps.clone();
+            async move {
+                let l = eps.list(&ListParams::default()).await.ok()?;
+                let done = l
+                    .items
+                    .iter()
+                    .filter(|e| {
+                        e.status
+                            .as_ref()
+                            .is_some_and(|s| s.current.node == "bench-node")
+                    })
+                    .count();
+                (done >= n_pods).then_some(())
             }
-        }
-        m
-    };
+        },
+    )
+    .await?;
     let held_before = by_pod.values().map(Vec::len).sum::<usize>() as i64;
     // The operator's counter has caught up before the deletions start.
     wait_for(
@@ -137,6 +177,13 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
     })
     .await?;
     let counter_down = last_delete.elapsed();
+    // Every endpoint of the deleted Pods gone too, then the writes of the Pods' lives.
+    wait_for("every endpoint gone", Duration::from_secs(60), || {
+        let eps = eps.clone();
+        async move { (eps.list(&ListParams::default()).await.ok()?.items.len() <= 1).then_some(()) }
+    })
+    .await?;
+    let life_writes = common::write_delta(&writes_before, &common::stand_in(&env)?.write_counts());
     watch.abort();
     let g = gone.lock().map_err(|_| anyhow!("poisoned"))?.clone();
     let mut lat = Vec::new();
@@ -150,6 +197,13 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
     env.stop().await;
 
     let s = Stats::of(&lat);
+    let per_pod = |k: &str| life_writes.get(k).copied().unwrap_or(0) as f64 / n_pods as f64;
+    let ours: f64 = life_writes
+        .iter()
+        .filter(|(k, _)| !k.starts_with("pods"))
+        .map(|(_, v)| *v as f64)
+        .sum::<f64>()
+        / n_pods as f64;
     table(
         &format!(
             "release: {} Pods deleted one every {} ms, operator running",
@@ -171,7 +225,25 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
             format!("{:.0} ms", counter_down.as_secs_f64() * 1e3),
         ]],
     );
+    let mut rows = vec![];
+    for (k, v) in &life_writes {
+        rows.push(vec![k.clone(), v.to_string(), format!("{:.2}", per_pod(k))]);
+    }
+    rows.push(vec![
+        "all but the Pods' own".to_string(),
+        "-".to_string(),
+        format!("{ours:.2}"),
+    ]);
+    table(
+        &format!(
+            "API writes over {} single-stack Pods' lives (admitted, scheduled, deleted, released; operator running)",
+            n_pods
+        ),
+        &["resource", "writes", "per Pod"],
+        &rows,
+    );
     let out = json!({
+        "life_writes": life_writes, "life_writes_per_pod_excl_pod": r3(ours),
         "pods": sizes.pods, "gap_ms": sizes.gap.as_millis() as u64, "claims": want,
         "released": lat.len(), "delete_to_claim_gone": s.json(),
         "all_claims_gone_s": r3(all_claims_gone.as_secs_f64()),
