@@ -29,7 +29,7 @@ use aipam_core::select::{select, FamilySelection, Problem, SelectionInput};
 use aipam_core::usage::Usage;
 use aipam_crds::{ClaimOwner, IpVersion, PodIPAllocation, SpiderEndpoint, WorkloadEndpointStatus};
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::{DynamicObject, ObjectMeta};
@@ -260,13 +260,31 @@ impl<E: Effects> PodHooks<E> {
         }
         let (pod, raw) = pod_from(req)?;
         let spec = pod.spec.clone().unwrap_or_default();
-        if spec.host_network == Some(true) {
-            return Ok(None);
-        }
         let annotations: BTreeMap<String, String> =
             pod.metadata.annotations.clone().unwrap_or_default();
+        // A record present at creation was not made for this Pod: reservation ids are minted
+        // per admission, this hook is not reinvoked (reinvocationPolicy: Never), and the record
+        // only ever arrives on a new Pod copied from another one (`kubectl get -o yaml`, a
+        // restored backup, a template). Honouring it would hand that Pod's addresses to this
+        // one: it is replaced by a fresh reservation, or removed when this hook reserves
+        // nothing for the Pod.
+        let replace_record = annotations.contains_key(ANNO_RESERVATION);
+        if replace_record {
+            info!(namespace = ?req.namespace,
+                "the Pod arrives with a reservation record it was not given; it is not kept");
+        }
+        let unserved = || -> Result<Option<Patch>, Refused> {
+            Ok(replace_record.then(|| {
+                Patch(vec![PatchOperation::Remove(RemoveOperation {
+                    path: PointerBuf::from_tokens(["metadata", "annotations", ANNO_RESERVATION]),
+                })])
+            }))
+        };
+        if spec.host_network == Some(true) {
+            return unserved();
+        }
         if annotations.get(ANNO_SKIP).map(String::as_str) == Some("true") {
-            return Ok(None);
+            return unserved();
         }
         let namespace = req
             .namespace
@@ -274,19 +292,6 @@ impl<E: Effects> PodHooks<E> {
             .or_else(|| pod.metadata.namespace.clone())
             .unwrap_or_default();
         let name = pod_name(&pod);
-        // A record present at creation was not made for this Pod: reservation ids are minted
-        // per admission, this hook is not reinvoked (reinvocationPolicy: Never), and the record
-        // only ever arrives on a new Pod copied from another one (`kubectl get -o yaml`, a
-        // restored backup, a template). Honouring it would hand that Pod's addresses to this
-        // one, so it is replaced by a fresh reservation.
-        let replace_record = match annotations.get(ANNO_RESERVATION) {
-            Some(v) => {
-                info!(namespace, record = %v,
-                    "the Pod arrives with a reservation record it was not given; reserving anew");
-                true
-            }
-            None => false,
-        };
 
         // Node.
         let node = match known_node(&pod) {
@@ -311,7 +316,7 @@ impl<E: Effects> PodHooks<E> {
             });
         if ns_info.labels.get(LABEL_NAMESPACE_IPAM).map(String::as_str) == Some("disabled") {
             // The webhook configuration's namespaceSelector should already have skipped it.
-            return Ok(None);
+            return unserved();
         }
         let interfaces = network::interfaces(
             &self.effects,
@@ -330,7 +335,7 @@ impl<E: Effects> PodHooks<E> {
         })?;
         if interfaces.is_empty() {
             debug!(namespace, "no interface of the Pod uses this IPAM");
-            return Ok(None);
+            return unserved();
         }
         let owner = self.resolve_owner(&namespace, &pod.metadata).await;
         let info = PodInfo {
@@ -409,7 +414,7 @@ impl<E: Effects> PodHooks<E> {
             }
         }
         if req.dry_run {
-            return Ok(None);
+            return unserved();
         }
 
         let ctx = PodContext {

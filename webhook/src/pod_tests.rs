@@ -382,6 +382,23 @@ async fn a_pod_arriving_with_another_pods_record_gets_its_own() {
     assert_ne!(second.id, first.id);
     assert_ne!(second.addresses(), first.addresses());
     assert_eq!(claim_count(&w), 3, "the first Pod keeps its claim");
+    // A Pod this hook reserves nothing for (skipped, host network) loses the record instead:
+    // it must not hold the first Pod's address.
+    let mut skipped = patched.clone();
+    skipped["metadata"]["annotations"]["aipam.io/skip"] = json!("true");
+    let mut host = patched.clone();
+    host["spec"]["hostNetwork"] = json!(true);
+    for (uid, p) in [("u4", &skipped), ("u5", &host)] {
+        let (resp, out) = mutate(&w, uid, p).await;
+        assert!(resp.allowed, "{}", resp.result.message);
+        assert!(
+            out["metadata"]["annotations"]
+                .get("aipam.io/reservation")
+                .is_none(),
+            "{out}"
+        );
+    }
+    assert_eq!(claim_count(&w), 3);
     let st = w.effects.state();
     for r in [&first, &second] {
         for c in r.claim_names() {
