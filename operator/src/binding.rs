@@ -216,7 +216,13 @@ async fn write_endpoint(
             Ok(())
         }
         Some(mut ep) => {
-            if ep.status.as_ref().map(|s| &s.current) == Some(&desired) {
+            let owned = ep
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == view.uid);
+            if ep.status.as_ref().map(|s| &s.current) == Some(&desired) && owned {
                 return Ok(());
             }
             ep.status = Some(endpoint_status(ep.status.as_ref(), desired, owner));

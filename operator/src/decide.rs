@@ -1,5 +1,5 @@
-//! The decisions, as pure functions over snapshots: what to bind, what to release, what to
-//! collect, given Pods, claims, endpoints, StatefulSets, nodes and the time. The controllers only
+//! The decisions, as pure functions over snapshots: which Pod holds a claim, what to write into
+//! a Pod's endpoint, what to release, what to collect, given Pods, claims, endpoints, StatefulSets, nodes and the time. The controllers only
 //! gather the inputs and carry out the answers, so every rule here is tested without a server.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -511,8 +511,9 @@ impl BindPlan {
     }
 }
 
-/// Binding for a live, not terminal Pod carrying a reservation: claims name the Pod and are
-/// Bound, zone alternatives are resolved once the node is known, and the endpoint matches.
+/// Binding for a live, not terminal Pod carrying a reservation: zone alternatives are resolved
+/// once the node is known, and the endpoint matches (addresses, node, owned by the Pod). The
+/// claims are not written, except to settle the zone alternative kept.
 ///
 /// `claims` are the claims named in the record (absent ones missing from the map); `node` the
 /// Pod's node, when it has one and the node exists.
@@ -627,13 +628,26 @@ pub fn plan_binding(
     } else {
         Vec::new()
     };
+    let current = endpoint.and_then(|e| e.status.as_ref()).map(|s| &s.current);
+    // Not scheduled yet: the node the webhook recorded (a DaemonSet Pod's pinned node) stands.
+    let recorded_node = current
+        .filter(|c| c.uid == pod.uid && !c.node.is_empty())
+        .map(|c| c.node.clone());
     let desired = PodIPAllocation {
         uid: pod.uid.clone(),
-        node: pod.node.clone().unwrap_or_default(),
+        node: pod.node.clone().or(recorded_node).unwrap_or_default(),
         ips,
     };
-    let current = endpoint.and_then(|e| e.status.as_ref()).map(|s| &s.current);
-    if current != Some(&desired) {
+    // The webhook writes the endpoint before the Pod is stored, so without the Pod as owner;
+    // the operator adds it, even when nothing else changes.
+    let owned = endpoint.is_some_and(|e| {
+        e.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == pod.uid)
+    });
+    if current != Some(&desired) || !owned {
         plan.endpoint = Some(desired);
     }
     plan

@@ -541,7 +541,8 @@ fn binding_writes_the_endpoint_once_and_never_the_claims() {
     assert_eq!(ep.ips[0].ipv4.as_deref(), Some("10.6.0.5/16"));
     assert_eq!(ep.ips[0].ipv4_gateway.as_deref(), Some("10.6.0.1"));
     assert!(plan.release.is_empty() && plan.new_record.is_none() && plan.warnings.is_empty());
-    // Once carried out, the plan is empty: binding is idempotent.
+    // The same status, but not owned by the Pod yet (the webhook wrote it before the Pod was
+    // stored): written once more, for the owner.
     let mut endpoint = mk_endpoint("ns", "web-1", "u1", t(0));
     endpoint.status.as_mut().unwrap().current = ep;
     let plan = plan_binding(
@@ -551,6 +552,29 @@ fn binding_writes_the_endpoint_once_and_never_the_claims() {
         &pools(),
         Some(&node("n6", "z6")),
     );
+    assert!(plan.endpoint.is_some());
+    // Once carried out, the plan is empty: binding is idempotent.
+    endpoint.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: "web-1".into(),
+            uid: "u1".into(),
+            ..Default::default()
+        },
+    ]);
+    let plan = plan_binding(
+        &pod,
+        &claims,
+        Some(&endpoint),
+        &pools(),
+        Some(&node("n6", "z6")),
+    );
+    assert!(plan.is_empty(), "{plan:?}");
+    // A Pod not scheduled yet whose endpoint names the node it is pinned to (a DaemonSet Pod,
+    // as the webhook writes it): the node is not blanked, nothing to write.
+    let pinned = mk_pod("ns", "web-1", "u1").reservation(&r).view();
+    let plan = plan_binding(&pinned, &claims, Some(&endpoint), &pools(), None);
     assert!(plan.is_empty(), "{plan:?}");
 }
 
