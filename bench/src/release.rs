@@ -113,7 +113,8 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
         },
     )
     .await?;
-    let held_before = by_pod.values().map(Vec::len).sum::<usize>() as i64;
+    // The measured Pods' claims and the probe's.
+    let held_before = claims.list(&ListParams::default()).await?.items.len() as i64;
     // The operator's counter has caught up before the deletions start.
     wait_for(
         "the pool counter to count the Pods",

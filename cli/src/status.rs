@@ -34,7 +34,7 @@ pub struct PoolStatus {
     /// Addresses held by SpiderIPClaims (the live count).
     pub used: u128,
     /// Of which held by a live Pod (a Pod of the claim's namespace carries its reservation id).
-    pub bound: u128,
+    pub held: u128,
     /// `total - used`.
     pub free: u128,
     /// `status.allocatedIPCount` as the operator last wrote it.
@@ -65,7 +65,7 @@ pub struct NamespaceEndpoints {
 /// next Pod to come.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct Unbound {
+pub struct Unheld {
     /// Claim name.
     pub claim: String,
     /// Pool.
@@ -114,7 +114,7 @@ pub struct Status {
     /// Endpoints per namespace.
     pub endpoints: Vec<NamespaceEndpoints>,
     /// Claims no live Pod holds.
-    pub unbound: Vec<Unbound>,
+    pub unheld: Vec<Unheld>,
     /// What the collector will delete.
     pub reclaim: Vec<Reclaim>,
     /// Inconsistencies worth a look (counters that disagree with the claims, claims of pools
@@ -227,7 +227,7 @@ pub fn status(s: &Snapshot, now: Timestamp) -> Status {
             None => aipam_core::ranges::IpSet::new(),
         }
         .len();
-        let (n_used, n_bound) = used.get(name.as_str()).copied().unwrap_or_default();
+        let (n_used, n_held) = used.get(name.as_str()).copied().unwrap_or_default();
         let st = p.status.as_ref();
         let status_allocated = st.and_then(|x| x.allocated_ip_count);
         if status_allocated.unwrap_or(0) != i64::try_from(n_used).unwrap_or(i64::MAX) {
@@ -241,7 +241,7 @@ pub fn status(s: &Snapshot, now: Timestamp) -> Status {
             subnet: p.spec.subnet.clone(),
             total,
             used: n_used,
-            bound: n_bound,
+            held: n_held,
             free: total.saturating_sub(n_used),
             status_allocated,
             status_total: st.and_then(|x| x.total_ip_count),
@@ -277,7 +277,7 @@ pub fn status(s: &Snapshot, now: Timestamp) -> Status {
         }
     }
 
-    let mut unbound = Vec::new();
+    let mut unheld = Vec::new();
     let mut reclaim = Vec::new();
     let mut claims: Vec<&SpiderIPClaim> = s.claims.iter().collect();
     claims.sort_by_key(|c| claim_name(c));
@@ -322,7 +322,7 @@ pub fn status(s: &Snapshot, now: Timestamp) -> Status {
             }
         };
         if holder(c, &world).is_none() {
-            unbound.push(Unbound {
+            unheld.push(Unheld {
                 claim: claim_name(c),
                 pool: c.spec.pool.clone(),
                 address: c.spec.address.clone(),
@@ -365,7 +365,7 @@ pub fn status(s: &Snapshot, now: Timestamp) -> Status {
     Status {
         pools,
         endpoints: per_ns.into_values().collect(),
-        unbound,
+        unheld,
         reclaim,
         warnings,
         grace_seconds: rules.grace.as_secs(),
@@ -428,7 +428,7 @@ pub fn render(s: &Status) -> String {
     }
 
     out.push_str("\nCLAIMS NO LIVE POD HOLDS\n");
-    if s.unbound.is_empty() {
+    if s.unheld.is_empty() {
         out.push_str("(none)\n");
     } else {
         let mut rows = vec![header(&[
@@ -440,7 +440,7 @@ pub fn render(s: &Status) -> String {
             "AGE",
             "OUTCOME",
         ])];
-        for u in &s.unbound {
+        for u in &s.unheld {
             rows.push(vec![
                 u.claim.clone(),
                 u.namespace.clone(),

@@ -201,7 +201,7 @@ async fn status_counts_claims_and_names_what_the_collector_will_reclaim() {
         .find(|p| p["name"] == "small-v4")
         .unwrap();
     assert_eq!(small["used"], 3);
-    assert_eq!(small["bound"], 1);
+    assert_eq!(small["held"], 1);
     assert_eq!(small["free"], 1);
     assert_eq!(small["total"], 4);
     assert_eq!(small["statusAllocated"], 1);
@@ -220,13 +220,13 @@ async fn status_counts_claims_and_names_what_the_collector_will_reclaim() {
         json!([{"namespace": "team-a", "endpoints": 2, "ipv4": 2, "ipv6": 0}])
     );
     // The gone Pod's claim and the young reservation: no live Pod holds them.
-    let unbound: Vec<&str> = s["unbound"]
+    let unheld: Vec<&str> = s["unheld"]
         .as_array()
         .unwrap()
         .iter()
         .map(|u| u["claim"].as_str().unwrap())
         .collect();
-    assert_eq!(unbound, ["small-v4.10.1.0.11", "small-v4.10.1.0.12"]);
+    assert_eq!(unheld, ["small-v4.10.1.0.11", "small-v4.10.1.0.12"]);
     // Both claims are young here (made a moment ago), so both wait for the grace period: the
     // gone Pod's named as such (its endpoint names the reservation), the other as never seen;
     // the endpoint of the gone Pod after its grace period too. The live Pod's claim stays.

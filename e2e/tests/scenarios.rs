@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use aipam_core::reservation::{Reservation, ANNO_RESERVATION};
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool};
 use aipam_e2e::cni::{self, CniOutcome};
 use aipam_e2e::env::yaml_docs;
@@ -282,6 +283,10 @@ async fn refusals_name_the_pool_and_reserve_nothing_and_deletion_releases() {
 
     // Deleting a Pod returns its address.
     let victim = pods[0].metadata.name.clone().unwrap();
+    let id = Reservation::parse(&pods[0].metadata.annotations.as_ref().unwrap()[ANNO_RESERVATION])
+        .unwrap()
+        .id;
+    assert!(claims(&env).await.iter().any(|c| c.spec.reservation == id));
     Api::<Pod>::namespaced(env.client.clone(), "team-a")
         .delete(&victim, &DeleteParams::default().grace_period(0))
         .await
@@ -290,12 +295,10 @@ async fn refusals_name_the_pool_and_reserve_nothing_and_deletion_releases() {
         "the deleted Pod's claim to go",
         Duration::from_secs(30),
         || {
-            let (env, victim) = (&env, victim.clone());
+            let (env, id) = (&env, id.clone());
             async move {
                 let c = claims(env).await;
-                (!c.iter()
-                    .any(|c| c.spec.pod_name.as_deref() == Some(victim.as_str())))
-                .then_some(())
+                (!c.iter().any(|c| c.spec.reservation == id)).then_some(())
             }
         },
     )

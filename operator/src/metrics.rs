@@ -43,7 +43,8 @@ pub struct Metrics {
     pub releases: Family<Labels, Counter>,
     /// Leftover reservations collected, by reason.
     pub collections: Family<Labels, Counter>,
-    /// Claims bound to their Pod (`bind`), late bindings (`late`), endpoints written (`endpoint`).
+    /// Zone alternatives settled (`settle`), late bindings (`late`), endpoints written
+    /// (`endpoint`).
     pub bindings: Family<Labels, Counter>,
     /// Reconcile errors by controller and kind.
     pub errors: Family<Labels, Counter>,
@@ -95,7 +96,7 @@ impl Metrics {
         );
         r.register(
             "bindings",
-            "Claims bound to Pods, late bindings and endpoint writes",
+            "Zone alternatives settled, late bindings and endpoint writes",
             m.bindings.clone(),
         );
         r.register(

@@ -309,12 +309,13 @@ impl Cache {
         if avoid.is_empty() {
             return used.pick(allocatable, None, seed);
         }
-        // Rare (after an AlreadyExists): fold the few addresses to avoid into a copy.
-        let mut used = used.clone();
+        // After an AlreadyExists: the few addresses to avoid come out of the (small) set of
+        // ranges to pick from, not into a copy of the pool's reservations.
+        let mut narrowed = allocatable.clone();
         for a in avoid {
-            used.insert(a);
+            narrowed.remove(a);
         }
-        used.pick(allocatable, None, seed)
+        used.pick(&narrowed, None, seed)
     }
 
     /// One pool entry.

@@ -51,13 +51,6 @@ pub trait Effects: Send + Sync + 'static {
     /// Deletes a claim; one already gone is fine.
     fn delete_claim(&self, name: &str) -> impl Future<Output = Result<(), EffectError>> + Send;
 
-    /// Merge-patches a claim; `Ok(false)` when it does not exist (any more).
-    fn patch_claim(
-        &self,
-        name: &str,
-        patch: &Value,
-    ) -> impl Future<Output = Result<bool, EffectError>> + Send;
-
     /// Moves a claim from reservation `from` to reservation `to` (label and spec), only while
     /// it still belongs to `from` (checked by the API server, atomically): of two admissions
     /// racing for a StatefulSet's kept address, one wins and the other reserves anew.
@@ -125,13 +118,6 @@ impl<E: Effects> Effects for Arc<E> {
     }
     fn delete_claim(&self, name: &str) -> impl Future<Output = Result<(), EffectError>> + Send {
         (**self).delete_claim(name)
-    }
-    fn patch_claim(
-        &self,
-        name: &str,
-        patch: &Value,
-    ) -> impl Future<Output = Result<bool, EffectError>> + Send {
-        (**self).patch_claim(name, patch)
     }
     fn get_controller(
         &self,
@@ -250,18 +236,6 @@ impl Effects for KubeEffects {
         match api.get_metadata_opt(name).await {
             Ok(found) => Ok(found.is_some()),
             Err(e) => Err(api_err(&format!("reading Pod {namespace}/{name}"), e)),
-        }
-    }
-
-    async fn patch_claim(&self, name: &str, patch: &Value) -> Result<bool, EffectError> {
-        let api: Api<SpiderIPClaim> = Api::all(self.client.clone());
-        match api
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_status(&e, |s| s.is_not_found()) => Ok(false),
-            Err(e) => Err(api_err(&format!("patching SpiderIPClaim {name}"), e)),
         }
     }
 
@@ -472,18 +446,6 @@ impl Effects for MemoryEffects {
 
     async fn pod_exists(&self, namespace: &str, name: &str) -> Result<bool, EffectError> {
         Ok(self.with(|s| s.pods.contains(&format!("{namespace}/{name}"))))
-    }
-
-    async fn patch_claim(&self, name: &str, patch: &Value) -> Result<bool, EffectError> {
-        self.with(|s| {
-            let Some(c) = s.claims.get_mut(name) else {
-                return Ok(false);
-            };
-            let mut v = serde_json::to_value(&*c).map_err(|e| EffectError(e.to_string()))?;
-            json_patch::merge(&mut v, patch);
-            *c = serde_json::from_value(v).map_err(|e| EffectError(e.to_string()))?;
-            Ok(true)
-        })
     }
 
     async fn get_controller(

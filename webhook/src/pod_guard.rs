@@ -1,10 +1,11 @@
 //! The Pod UPDATE guard (`/validate-pod-update`): the reservation record a Pod carries in its
 //! annotation [`ANNO_RESERVATION`] is written by the mutating webhook when the Pod is created
 //! and afterwards changed only by the operator (late binding keeps the address of the Pod's
-//! zone). Anyone else who may update Pods could otherwise rewrite it — for instance to carry
-//! the id of a same-namespace reservation not bound to its Pod yet and have it bound to their
-//! own Pod (docs/threat-model.md). So on Pod UPDATE, adding, changing or removing that
-//! annotation is refused unless the request comes from the operator's user.
+//! zone). The Pod carrying a reservation id holds its claims, so anyone else who may update
+//! Pods could otherwise rewrite it — for instance to carry the id of another Pod of the
+//! namespace and have its addresses written into their own Pod's endpoint
+//! (docs/threat-model.md). So on Pod UPDATE, adding, changing or removing that annotation is
+//! refused unless the request comes from the operator's user.
 //!
 //! Every other change of a Pod is allowed: the guard never blocks labels, other annotations,
 //! finalizers or the spec changes Kubernetes itself allows.

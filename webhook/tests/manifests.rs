@@ -58,8 +58,9 @@ fn webhook_configurations_match_the_router() {
             assert_eq!(hook.is_mutating(), mutating, "{name}: {path}");
             assert_eq!(wh["admissionReviewVersions"], json!(["v1"]), "{name}");
             assert_eq!(wh["sideEffects"], "NoneOnDryRun", "{name}");
-            // Binding at validation only speeds things up (the operator does it too), so its
-            // failure must not fail the Pod; everything that reserves or judges fails closed.
+            // The endpoint write at validation only speeds things up (the operator does it too),
+            // so its failure must not fail the Pod; everything that reserves or judges fails
+            // closed.
             let policy = if hook == Hook::ValidatePod {
                 "Ignore"
             } else {

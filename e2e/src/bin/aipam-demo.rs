@@ -310,6 +310,15 @@ async fn run(env: &Env) -> Result<()> {
     }) {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
+        // Its claims carry the reservation id of its record.
+        let id = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNO_RESERVATION))
+            .and_then(|v| Reservation::parse(v).ok())
+            .map(|r| r.id)
+            .with_context(|| format!("{ns}/{name} has no reservation record"))?;
         let api: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
         api.delete(&name, &DeleteParams::default().grace_period(0))
             .await?;
@@ -319,14 +328,10 @@ async fn run(env: &Env) -> Result<()> {
             Duration::from_secs(30),
             || {
                 let claims = claims.clone();
-                let name = name.clone();
+                let id = id.clone();
                 async move {
                     let list = claims.list(&ListParams::default()).await.ok()?;
-                    (!list
-                        .items
-                        .iter()
-                        .any(|c| c.spec.pod_name.as_deref() == Some(name.as_str())))
-                    .then_some(())
+                    (!list.items.iter().any(|c| c.spec.reservation == id)).then_some(())
                 }
             },
         )
