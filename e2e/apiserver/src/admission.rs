@@ -125,7 +125,13 @@ pub struct Admission {
     /// kube-apiserver's webhook clients keep theirs alive, instead of a TCP and TLS handshake
     /// per call.
     idle: Mutex<HashMap<ConnKey, Vec<Sender>>>,
+    /// Webhooks per configuration kind, with the (name, resourceVersion) of the configurations
+    /// they were read from.
+    hooks_cache: Mutex<HooksCache>,
 }
+
+/// See [`Admission::webhooks`].
+type HooksCache = HashMap<String, (Vec<(String, String)>, Arc<Vec<Value>>)>;
 
 /// An HTTP/1.1 connection to a webhook server, ready for one request at a time.
 type Sender = hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>;
@@ -177,21 +183,44 @@ impl Admission {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn webhooks(st: &State, plural: &str) -> Vec<Value> {
+    /// The webhooks of every configuration of `plural`, in name order. Read on every write, so
+    /// kept until a configuration changes (its name and resourceVersion are the key) instead
+    /// of copied out of the store each time.
+    fn webhooks(&self, st: &State, plural: &str) -> Arc<Vec<Value>> {
         let s = st.lock();
+        let cfgs = s.list("admissionregistration.k8s.io", plural, None);
+        let fingerprint: Vec<(String, String)> = cfgs
+            .iter()
+            .map(|c| {
+                (
+                    meta_str(c, "name").unwrap_or_default().to_string(),
+                    meta_str(c, "resourceVersion")
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect();
+        let mut cache = self.hooks_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((fp, hooks)) = cache.get(plural) {
+            if *fp == fingerprint {
+                return hooks.clone();
+            }
+        }
         let mut out = Vec::new();
-        for cfg in s.list("admissionregistration.k8s.io", plural, None) {
+        for cfg in cfgs {
             if let Some(whs) = cfg.get("webhooks").and_then(Value::as_array) {
                 out.extend(whs.iter().cloned());
             }
         }
-        out
+        let hooks = Arc::new(out);
+        cache.insert(plural.to_string(), (fingerprint, hooks.clone()));
+        hooks
     }
 
     /// Runs the mutating webhooks; returns the (possibly patched) object.
     pub async fn mutate(&self, st: &Arc<State>, call: AdmissionCall<'_>) -> ApiResult<Value> {
         let mut obj = call.object.cloned().unwrap_or(Value::Null);
-        let hooks = Self::webhooks(st, "mutatingwebhookconfigurations");
+        let hooks = self.webhooks(st, "mutatingwebhookconfigurations");
         if hooks.is_empty() {
             return Ok(obj);
         }
@@ -208,7 +237,9 @@ impl Admission {
             if let Some(new) = self.invoke(wh, &c, true).await? {
                 obj = new;
             }
-            invoked.push((i, obj.clone()));
+            if wh.get("reinvocationPolicy").and_then(Value::as_str) == Some("IfNeeded") {
+                invoked.push((i, obj.clone()));
+            }
         }
         // reinvocationPolicy IfNeeded: called once more if a later webhook changed the object.
         let snapshot = invoked.clone();
@@ -232,9 +263,10 @@ impl Admission {
 
     /// Runs the validating webhooks.
     pub async fn validate(&self, st: &Arc<State>, call: AdmissionCall<'_>) -> ApiResult<()> {
-        for wh in Self::webhooks(st, "validatingwebhookconfigurations") {
-            if matches(st, &wh, &call)? {
-                self.invoke(&wh, &call, false).await?;
+        let hooks = self.webhooks(st, "validatingwebhookconfigurations");
+        for wh in hooks.iter() {
+            if matches(st, wh, &call)? {
+                self.invoke(wh, &call, false).await?;
             }
         }
         Ok(())

@@ -1100,26 +1100,27 @@ pub fn gc_pass(s: &mut Store, kubelet: bool) -> bool {
     // Dependents whose owners are all gone are deleted (background); dangling references are removed;
     // dependents of owners deleted in the foreground are deleted.
     // Only objects with owner references or a foreground-deletion finalizer matter here. The
-    // pass runs after every burst of writes over every object, so it decides by reference and
-    // clones only what it changes (cloning every owned object made it most of the stand-in's
-    // CPU under load).
-    // `get` chains, not `Value::pointer`: this runs over every object after every burst of
-    // writes, and pointer parses its path each time.
+    // pass decides by reference and clones only what it changes (cloning every owned object
+    // made it most of the stand-in's CPU under load), and `get` chains, not `Value::pointer`,
+    // which parses its path each time.
     let is_foreground_deleting = |o: &Value| {
         meta(o, "deletionTimestamp").is_some()
             && meta(o, "finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|f| f.iter().any(|x| x == "foregroundDeletion"))
     };
+    // Only objects being deleted can be deleted in the foreground (`Store::marked`), only
+    // objects with owners can be collected (`Store::owned`): the pass does not read the rest.
     let foreground: Vec<String> = s
-        .objects
-        .values()
+        .marked
+        .iter()
+        .filter_map(|k| s.objects.get(k))
         .filter(|o| is_foreground_deleting(o))
         .filter_map(|o| meta_str(o, "uid").map(str::to_string))
         .collect();
     let mut doomed: Vec<ObjKey> = Vec::new();
     let mut dangling: Vec<ObjKey> = Vec::new();
-    for (k, o) in &s.objects {
+    for (k, o) in s.owned.iter().filter_map(|k| Some((k, s.objects.get(k)?))) {
         let Some(refs) = meta(o, "ownerReferences").and_then(Value::as_array) else {
             continue;
         };
@@ -1183,14 +1184,10 @@ pub fn gc_pass(s: &mut Store, kubelet: bool) -> bool {
     }
     // Terminating namespaces: delete their content; remove them once empty.
     let terminating: Vec<(ObjKey, Value)> = s
-        .objects
+        .marked
         .iter()
-        .filter(|(k, o)| {
-            k.0.is_empty()
-                && k.1 == "namespaces"
-                && o.pointer("/metadata/deletionTimestamp").is_some()
-        })
-        .map(|(k, o)| (k.clone(), o.clone()))
+        .filter(|k| k.0.is_empty() && k.1 == "namespaces")
+        .filter_map(|k| Some((k.clone(), s.objects.get(k)?.clone())))
         .collect();
     for (nk, ns) in terminating {
         let name = nk.3.clone();
@@ -1243,14 +1240,12 @@ fn kubelet_pass(s: &mut Store) -> bool {
             })
     };
     let doomed: Vec<ObjKey> = s
-        .objects
+        .marked
         .iter()
+        .filter_map(|k| Some((k, s.objects.get(k)?)))
         .filter(|(k, o)| {
             k.0.is_empty()
                 && k.1 == "pods"
-                && o.get("metadata")
-                    .and_then(|m| m.get("deletionTimestamp"))
-                    .is_some()
                 && finalizers(o).is_empty()
                 && o.pointer("/spec/nodeName")
                     .and_then(Value::as_str)

@@ -1,7 +1,7 @@
 //! The in-memory store: objects keyed by group/resource, namespace and name, one global
 //! resourceVersion counter, a bounded event window for watches, and the registry of served kinds.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -109,6 +109,12 @@ pub struct Store {
     /// Writes that cannot (most creates and updates) leave the pass, which reads every object,
     /// to its periodic run.
     pub gc_needed: bool,
+    /// Keys of objects carrying a deletionTimestamp (the collector, the kubelet simulation
+    /// and the namespace controller only look at these and [`Store::owned`], not at every
+    /// object).
+    pub marked: BTreeSet<ObjKey>,
+    /// Keys of objects with owner references.
+    pub owned: BTreeSet<ObjKey>,
 }
 
 /// Current time in RFC 3339 (seconds), as Kubernetes writes timestamps.
@@ -207,6 +213,8 @@ impl Store {
             registry: Registry::with_builtins(),
             applied: HashMap::new(),
             gc_needed: false,
+            marked: BTreeSet::new(),
+            owned: BTreeSet::new(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({
@@ -269,9 +277,29 @@ impl Store {
             self.uids.insert(uid.to_string(), k.clone());
         }
         self.note_gc(k, &obj);
+        self.index(k, Some(&obj));
         self.objects.insert(k.clone(), obj.clone());
         self.push_event(k, "ADDED", obj.clone(), None);
         obj
+    }
+
+    /// Keeps [`Store::marked`] and [`Store::owned`] up to date for `k` (None: removed).
+    fn index(&mut self, k: &ObjKey, obj: Option<&Value>) {
+        let meta = obj.and_then(|o| o.get("metadata"));
+        if meta.and_then(|m| m.get("deletionTimestamp")).is_some() {
+            self.marked.insert(k.clone());
+        } else {
+            self.marked.remove(k);
+        }
+        let owned = meta
+            .and_then(|m| m.get("ownerReferences"))
+            .and_then(Value::as_array)
+            .is_some_and(|r| !r.is_empty());
+        if owned {
+            self.owned.insert(k.clone());
+        } else {
+            self.owned.remove(k);
+        }
     }
 
     /// Sets [`Store::gc_needed`] when a write of `obj` can give the collector work.
@@ -335,6 +363,7 @@ impl Store {
             return Ok(obj);
         }
         self.note_gc(k, &obj);
+        self.index(k, Some(&obj));
         self.objects.insert(k.clone(), obj.clone());
         self.push_event(k, "MODIFIED", obj.clone(), Some(cur));
         self.after_write(k, &obj);
@@ -353,6 +382,7 @@ impl Store {
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
         }
         self.objects.remove(k);
+        self.index(k, None);
         self.gc_needed = true;
         if let Some(uid) = meta_str(&obj, "uid") {
             self.uids.remove(uid);
