@@ -79,6 +79,48 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let owner = claims.values().find_map(|c| c.spec.owner.clone());
+    // 0. A StatefulSet's kept address stranded under another admission's id: back to this
+    //    Pod's, only while it still carries that id.
+    for (name, from) in &plan.take_back {
+        use json_patch::jsonptr::PointerBuf;
+        use json_patch::{AddOperation, PatchOperation, ReplaceOperation, TestOperation};
+        let patch = json_patch::Patch(vec![
+            PatchOperation::Test(TestOperation {
+                path: PointerBuf::from_tokens(["spec", "reservation"]),
+                value: json!(from),
+            }),
+            PatchOperation::Replace(ReplaceOperation {
+                path: PointerBuf::from_tokens(["spec", "reservation"]),
+                value: json!(record.id),
+            }),
+            PatchOperation::Add(AddOperation {
+                path: PointerBuf::from_tokens([
+                    "metadata",
+                    "labels",
+                    aipam_core::reservation::LABEL_RESERVATION,
+                ]),
+                value: json!(record.id),
+            }),
+        ]);
+        match claim_api
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(claim = %name, pod = %view.name, from = %from, to = %record.id,
+                    "StatefulSet address taken back by its Pod");
+                ctx.metrics.bind("take_back");
+            }
+            // Moved meanwhile, or gone: look again.
+            Err(e) if is_conflict(&e) || crate::error::is_not_found(&e) => {
+                return Ok(Action::requeue(Duration::from_millis(200)))
+            }
+            Err(kube::Error::Api(s)) if s.code == 422 => {
+                return Ok(Action::requeue(Duration::from_millis(200)))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     // 1. The kept zone alternatives: settled.
     for name in &plan.settle {
         let patch = json!({ "spec": { "provisional": false } });
@@ -147,6 +189,8 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
         ctx.metrics.bind("late");
     }
     for name in &plan.release {
+        tracing::info!(claim = %name, pod = %view.name, reservation = %record.id,
+            "zone alternative released");
         if ignore_not_found(claim_api.delete(name, &Default::default()).await)?.is_some() {
             ctx.metrics.release("zone_alternative");
         }

@@ -167,6 +167,8 @@ pub async fn scan_with(
                 };
                 match api.delete(&name, &dp).await {
                     Ok(_) => {
+                        tracing::info!(claim = %name, reservation = %c.spec.reservation,
+                            why = why.label(), "claim deleted");
                         report.deleted.push((name.clone(), why));
                         if why.is_release() {
                             ctx.metrics.release(why.label());

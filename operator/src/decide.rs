@@ -485,6 +485,9 @@ pub struct Warning {
 pub struct BindPlan {
     /// Claims to settle: `spec.provisional` set to false once late binding kept them.
     pub settle: Vec<String>,
+    /// StatefulSet claims to move back to this Pod's reservation: (claim, reservation it
+    /// carries now).
+    pub take_back: Vec<(String, String)>,
     /// Claims the record lists that do not exist: recreate them for the Pod.
     pub recreate: Vec<(String, ReservedAddress)>,
     /// Zone alternatives to release (claims that exist and belong to this reservation).
@@ -503,6 +506,7 @@ impl BindPlan {
     /// Nothing to write.
     pub fn is_empty(&self) -> bool {
         self.settle.is_empty()
+            && self.take_back.is_empty()
             && self.recreate.is_empty()
             && self.release.is_empty()
             && self.new_record.is_none()
@@ -590,6 +594,15 @@ pub fn plan_binding(
                 });
                 disowned.push(a.clone());
             }
+            Some(c) if !owns(c) && kept_for(c, pod) => {
+                // This Pod's address, kept for its name by its StatefulSet, stranded under the
+                // id of an admission of the same name that lost the race for the name (its Pod
+                // was never stored): no other Pod can hold it, the claim comes back.
+                plan.take_back.push((n, c.spec.reservation.clone()));
+                if settled && c.spec.provisional {
+                    plan.settle.push(a.claim_name());
+                }
+            }
             Some(c) if !owns(c) => {
                 plan.warnings.push(Warning {
                     reason: "AddressTaken",
@@ -639,7 +652,8 @@ pub fn plan_binding(
         ips,
     };
     // The webhook writes the endpoint before the Pod is stored, so without the Pod as owner;
-    // the operator adds it, even when nothing else changes.
+    // the operator adds it with the node once the Pod is scheduled (one write), or alone for a
+    // Pod created on its node, whose endpoint needs nothing else.
     let owned = endpoint.is_some_and(|e| {
         e.metadata
             .owner_references
@@ -647,10 +661,25 @@ pub fn plan_binding(
             .flatten()
             .any(|r| r.uid == pod.uid)
     });
-    if current != Some(&desired) || !owned {
+    if current != Some(&desired) || (!owned && pod.node.is_some()) {
         plan.endpoint = Some(desired);
     }
     plan
+}
+
+/// Whether `c` is an address a StatefulSet keeps for `pod`'s name: same namespace and name, and
+/// the claim's owner is the StatefulSet that controls the Pod. Names are unique in a namespace,
+/// so while `pod` lives no other Pod can hold such a claim.
+fn kept_for(c: &SpiderIPClaim, pod: &PodView) -> bool {
+    c.spec.namespace == pod.namespace
+        && c.spec.pod_name.as_deref() == Some(pod.name.as_str())
+        && c.spec.owner.as_ref().is_some_and(|o| {
+            o.kind == STATEFUL_SET
+                && pod
+                    .controller
+                    .as_ref()
+                    .is_some_and(|(k, n)| k == STATEFUL_SET && *n == o.name)
+        })
 }
 
 /// The endpoint status to write: the desired allocation, keeping owner fields already there.

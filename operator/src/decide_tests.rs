@@ -553,6 +553,10 @@ fn binding_writes_the_endpoint_once_and_never_the_claims() {
         Some(&node("n6", "z6")),
     );
     assert!(plan.endpoint.is_some());
+    // Not scheduled yet: the owner waits for the node, so both go in one write.
+    let unscheduled = mk_pod("ns", "web-1", "u1").reservation(&r).view();
+    let plan = plan_binding(&unscheduled, &claims, Some(&endpoint), &pools(), None);
+    assert!(plan.is_empty(), "{plan:?}");
     // Once carried out, the plan is empty: binding is idempotent.
     endpoint.metadata.owner_references = Some(vec![
         k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
@@ -654,6 +658,59 @@ fn binding_recreates_missing_claims_and_reports_taken_ones() {
     let plan = plan_binding(&pod, &other, None, &pools(), Some(&node("n6", "z6")));
     assert_eq!(plan.warnings[0].reason, "AddressTaken");
     assert!(plan.settle.is_empty() && plan.recreate.is_empty());
+}
+
+/// Found by e2e/tests/chaos.rs: two admissions of the same StatefulSet Pod name raced; the one
+/// whose Pod lost the name race had taken the kept address over last, so the stored Pod's record
+/// named a claim carrying a dead admission's id.
+#[test]
+fn a_stateful_set_pod_takes_back_its_address_stranded_under_a_dead_admission() {
+    let r = record("r-stored", &[("p6", "10.6.0.5")]);
+    let pod = mk_pod("ns", "db-1", "u1")
+        .reservation(&r)
+        .node("n6")
+        .owned_by("StatefulSet", "db")
+        .view();
+    let stranded = mk_claim("p6", "10.6.0.5", "ns", "r-lost")
+        .pod("db-1")
+        .owner("StatefulSet", "db")
+        .0;
+    let plan = plan_binding(
+        &pod,
+        &by_name(vec![stranded.clone()]),
+        None,
+        &pools(),
+        Some(&node("n6", "z6")),
+    );
+    assert_eq!(
+        plan.take_back,
+        vec![("p6.10.6.0.5".to_string(), "r-lost".to_string())]
+    );
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    assert_eq!(
+        plan.endpoint.unwrap().ips[0].ipv4.as_deref(),
+        Some("10.6.0.5/16")
+    );
+    // Not for a Pod of another name, nor of another controller: that address is taken.
+    for other in [
+        mk_pod("ns", "db-2", "u2")
+            .reservation(&r)
+            .owned_by("StatefulSet", "db"),
+        mk_pod("ns", "db-1", "u2")
+            .reservation(&r)
+            .owned_by("StatefulSet", "other"),
+        mk_pod("ns", "db-1", "u2").reservation(&r),
+    ] {
+        let plan = plan_binding(
+            &other.view(),
+            &by_name(vec![stranded.clone()]),
+            None,
+            &pools(),
+            Some(&node("n6", "z6")),
+        );
+        assert!(plan.take_back.is_empty());
+        assert_eq!(plan.warnings[0].reason, "AddressTaken");
+    }
 }
 
 #[test]

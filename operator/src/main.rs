@@ -76,11 +76,35 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 async fn read_config(client: &kube::Client, ns: &str) -> anyhow::Result<IpamConfig> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    match api.get_opt(CONFIGMAP_NAME).await? {
+    // A busy or restarting API server (5xx, 429, no connection) is waited for, up to half a
+    // minute, rather than exiting at start-up; a bad configuration fails at once.
+    let mut wait = Duration::from_millis(100);
+    let started = std::time::Instant::now();
+    let found = loop {
+        match api.get_opt(CONFIGMAP_NAME).await {
+            Ok(found) => break found,
+            Err(e) if transient(&e) && started.elapsed() < Duration::from_secs(30) => {
+                tracing::warn!(error = %e, "cannot read the configuration yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    match found {
         None => Ok(IpamConfig::default()),
         Some(cm) => Ok(IpamConfig::from_configmap_data(
             &cm.data.unwrap_or_else(BTreeMap::new),
         )?),
+    }
+}
+
+/// An API error worth retrying: the server was busy or unreachable.
+fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
     }
 }
 
