@@ -66,6 +66,29 @@ pub fn claim_for(addr: &ReservedAddress, target: &ClaimTarget<'_>) -> SpiderIPCl
     }
 }
 
+/// The JSON Patch that moves a claim from reservation `from` to reservation `to` (spec and
+/// label), applied by the API server only while the claim still carries `from`: a StatefulSet's
+/// kept address changing hands to the next Pod of the name (the webhook), or back to the Pod
+/// that holds the name (the operator).
+pub fn claim_move_patch(from: &str, to: &str) -> json_patch::Patch {
+    use json_patch::jsonptr::PointerBuf;
+    use json_patch::{AddOperation, PatchOperation, ReplaceOperation, TestOperation};
+    json_patch::Patch(vec![
+        PatchOperation::Test(TestOperation {
+            path: PointerBuf::from_tokens(["spec", "reservation"]),
+            value: from.into(),
+        }),
+        PatchOperation::Replace(ReplaceOperation {
+            path: PointerBuf::from_tokens(["spec", "reservation"]),
+            value: to.into(),
+        }),
+        PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(["metadata", "labels", LABEL_RESERVATION]),
+            value: to.into(),
+        }),
+    ])
+}
+
 /// The address a claim holds, if its spec is readable.
 pub fn claim_address(claim: &SpiderIPClaim) -> Option<IpAddr> {
     claim.spec.address.parse().ok()

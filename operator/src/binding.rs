@@ -82,26 +82,7 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
     // 0. A StatefulSet's kept address stranded under another admission's id: back to this
     //    Pod's, only while it still carries that id.
     for (name, from) in &plan.take_back {
-        use json_patch::jsonptr::PointerBuf;
-        use json_patch::{AddOperation, PatchOperation, ReplaceOperation, TestOperation};
-        let patch = json_patch::Patch(vec![
-            PatchOperation::Test(TestOperation {
-                path: PointerBuf::from_tokens(["spec", "reservation"]),
-                value: json!(from),
-            }),
-            PatchOperation::Replace(ReplaceOperation {
-                path: PointerBuf::from_tokens(["spec", "reservation"]),
-                value: json!(record.id),
-            }),
-            PatchOperation::Add(AddOperation {
-                path: PointerBuf::from_tokens([
-                    "metadata",
-                    "labels",
-                    aipam_core::reservation::LABEL_RESERVATION,
-                ]),
-                value: json!(record.id),
-            }),
-        ]);
+        let patch = aipam_crds::record::claim_move_patch(from, &record.id);
         match claim_api
             .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
             .await

@@ -206,17 +206,7 @@ impl Effects for KubeEffects {
 
     async fn take_over_claim(&self, name: &str, from: &str, to: &str) -> Result<bool, EffectError> {
         let api: Api<SpiderIPClaim> = Api::all(self.client.clone());
-        let label = format!(
-            "/metadata/labels/{}",
-            aipam_core::reservation::LABEL_RESERVATION.replace('/', "~1")
-        );
-        let ops = serde_json::json!([
-            {"op": "test", "path": "/spec/reservation", "value": from},
-            {"op": "replace", "path": "/spec/reservation", "value": to},
-            {"op": "add", "path": label, "value": to},
-        ]);
-        let patch: json_patch::Patch = serde_json::from_value(ops)
-            .map_err(|e| EffectError(format!("building the take-over patch: {e}")))?;
+        let patch = aipam_crds::record::claim_move_patch(from, to);
         match api
             .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
             .await
