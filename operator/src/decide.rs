@@ -125,7 +125,6 @@ pub struct SetState {
 #[derive(Clone, Debug, Default)]
 pub struct World {
     pods: Vec<PodView>,
-    by_uid: BTreeMap<String, usize>,
     by_reservation: BTreeMap<String, usize>,
     by_name: BTreeMap<(String, String), usize>,
     /// StatefulSets by (namespace, name).
@@ -156,7 +155,6 @@ impl World {
     /// Adds (or replaces) one Pod, as found by a live read.
     pub fn add_pod(&mut self, p: PodView) {
         let i = self.pods.len();
-        self.by_uid.insert(p.uid.clone(), i);
         if let Some(id) = p.reservation_id() {
             self.by_reservation.insert(id.to_string(), i);
         }
@@ -180,11 +178,6 @@ impl World {
                 self.endpoint_reservations.insert(id.clone());
             }
         }
-    }
-
-    /// The Pod of a UID.
-    pub fn pod_by_uid(&self, uid: &str) -> Option<&PodView> {
-        self.by_uid.get(uid).map(|i| &self.pods[*i])
     }
 
     /// The Pod carrying a reservation id.
