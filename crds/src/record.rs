@@ -89,6 +89,23 @@ pub fn claim_move_patch(from: &str, to: &str) -> json_patch::Patch {
     ])
 }
 
+/// The JSON Patch that settles a kept zone alternative (`spec.provisional: false`), applied
+/// only while the claim still carries `reservation`.
+pub fn claim_settle_patch(reservation: &str) -> json_patch::Patch {
+    use json_patch::jsonptr::PointerBuf;
+    use json_patch::{PatchOperation, ReplaceOperation, TestOperation};
+    json_patch::Patch(vec![
+        PatchOperation::Test(TestOperation {
+            path: PointerBuf::from_tokens(["spec", "reservation"]),
+            value: reservation.into(),
+        }),
+        PatchOperation::Replace(ReplaceOperation {
+            path: PointerBuf::from_tokens(["spec", "provisional"]),
+            value: false.into(),
+        }),
+    ])
+}
+
 /// The address a claim holds, if its spec is readable.
 pub fn claim_address(claim: &SpiderIPClaim) -> Option<IpAddr> {
     claim.spec.address.parse().ok()

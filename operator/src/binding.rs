@@ -103,14 +103,19 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
         }
     }
     // 1. The kept zone alternatives: settled.
+    //    Only while the claim is still this reservation's: the name may be another
+    //    reservation's claim by now, if the cache lags behind a release and a new admission.
     for name in &plan.settle {
-        let patch = json!({ "spec": { "provisional": false } });
-        ignore_not_found(
-            claim_api
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await,
-        )?;
-        ctx.metrics.bind("settle");
+        let patch = aipam_crds::record::claim_settle_patch(&record.id);
+        match claim_api
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => ctx.metrics.bind("settle"),
+            Err(e) if crate::error::is_not_found(&e) || is_conflict(&e) => {}
+            Err(kube::Error::Api(s)) if s.code == 422 => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     // 2. Claims the record lists but that are missing: the Pod lives, it holds them.
     for (name, addr) in &plan.recreate {
@@ -169,11 +174,26 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
             .await?;
         ctx.metrics.bind("late");
     }
+    // Only the claim object planned from (its UID): found by a chaos run, a release by name
+    // alone, planned from a cache that had not yet seen the claim deleted by the collector,
+    // deleted the claim a new admission had made for the same address meanwhile.
     for name in &plan.release {
-        tracing::info!(claim = %name, pod = %view.name, reservation = %record.id,
-            "zone alternative released");
-        if ignore_not_found(claim_api.delete(name, &Default::default()).await)?.is_some() {
-            ctx.metrics.release("zone_alternative");
+        let uid = claims.get(name).and_then(|c| c.metadata.uid.clone());
+        let dp = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid,
+                resource_version: None,
+            }),
+            ..kube::api::DeleteParams::default()
+        };
+        match claim_api.delete(name, &dp).await {
+            Ok(_) => {
+                tracing::info!(claim = %name, pod = %view.name, reservation = %record.id,
+                    "zone alternative released");
+                ctx.metrics.release("zone_alternative");
+            }
+            Err(e) if crate::error::is_not_found(&e) || is_conflict(&e) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     if plan.late_bound {
