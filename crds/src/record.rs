@@ -72,12 +72,9 @@ pub fn claim_for(addr: &ReservedAddress, target: &ClaimTarget<'_>) -> SpiderIPCl
 /// that holds the name (the operator).
 pub fn claim_move_patch(from: &str, to: &str) -> json_patch::Patch {
     use json_patch::jsonptr::PointerBuf;
-    use json_patch::{AddOperation, PatchOperation, ReplaceOperation, TestOperation};
+    use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
     json_patch::Patch(vec![
-        PatchOperation::Test(TestOperation {
-            path: PointerBuf::from_tokens(["spec", "reservation"]),
-            value: from.into(),
-        }),
+        still_reserved_by(from),
         PatchOperation::Replace(ReplaceOperation {
             path: PointerBuf::from_tokens(["spec", "reservation"]),
             value: to.into(),
@@ -93,17 +90,22 @@ pub fn claim_move_patch(from: &str, to: &str) -> json_patch::Patch {
 /// only while the claim still carries `reservation`.
 pub fn claim_settle_patch(reservation: &str) -> json_patch::Patch {
     use json_patch::jsonptr::PointerBuf;
-    use json_patch::{PatchOperation, ReplaceOperation, TestOperation};
+    use json_patch::{PatchOperation, ReplaceOperation};
     json_patch::Patch(vec![
-        PatchOperation::Test(TestOperation {
-            path: PointerBuf::from_tokens(["spec", "reservation"]),
-            value: reservation.into(),
-        }),
+        still_reserved_by(reservation),
         PatchOperation::Replace(ReplaceOperation {
             path: PointerBuf::from_tokens(["spec", "provisional"]),
             value: false.into(),
         }),
     ])
+}
+
+/// The condition of the patches above: the claim still carries `reservation`.
+fn still_reserved_by(reservation: &str) -> json_patch::PatchOperation {
+    json_patch::PatchOperation::Test(json_patch::TestOperation {
+        path: json_patch::jsonptr::PointerBuf::from_tokens(["spec", "reservation"]),
+        value: reservation.into(),
+    })
 }
 
 /// The address a claim holds, if its spec is readable.

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::ctx::{pod_ref, Ctx};
 use crate::decide::{endpoint_status, plan_binding, PodView};
-use crate::error::{ignore_not_found, is_conflict, Error};
+use crate::error::{ignore_not_found, is_conflict, is_stale_write, Error};
 
 /// The controller's name in metrics.
 pub const NAME: &str = "binding";
@@ -93,12 +93,7 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
                 ctx.metrics.bind("take_back");
             }
             // Moved meanwhile, or gone: look again.
-            Err(e) if is_conflict(&e) || crate::error::is_not_found(&e) => {
-                return Ok(Action::requeue(Duration::from_millis(200)))
-            }
-            Err(kube::Error::Api(s)) if s.code == 422 => {
-                return Ok(Action::requeue(Duration::from_millis(200)))
-            }
+            Err(e) if is_stale_write(&e) => return Ok(Action::requeue(Duration::from_millis(200))),
             Err(e) => return Err(e.into()),
         }
     }
@@ -112,8 +107,7 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
             .await
         {
             Ok(_) => ctx.metrics.bind("settle"),
-            Err(e) if crate::error::is_not_found(&e) || is_conflict(&e) => {}
-            Err(kube::Error::Api(s)) if s.code == 422 => {}
+            Err(e) if is_stale_write(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -40,6 +40,12 @@ pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
+/// Whether a conditional write found its condition gone: the object is gone (404), changed
+/// (409, a precondition) or no longer carries what a JSON Patch `test` expects (422).
+pub fn is_stale_write(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if matches!(s.code, 404 | 409 | 422))
+}
+
 /// `Ok` for a 404 (the object is already gone).
 pub fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<Option<T>, kube::Error> {
     match r {
