@@ -66,33 +66,51 @@ fn from_label_selector(sel: &LabelSelector) -> Vec<NodeSelectorRequirement> {
     out
 }
 
-/// The node restriction of one pool as a term, or `None` when the pool serves every node.
-pub fn pool_term(pool: &Pool) -> Option<NodeSelectorTerm> {
+/// The node restriction of one pool as ORed terms, or `None` when the pool serves every node.
+///
+/// A `nodeName` list becomes one term per node, each `metadata.name In [node]` (with the
+/// pool's `nodeAffinity` requirements in each): the API server's Pod validation accepts a
+/// single value only for a `matchFields` requirement on `metadata.name` (found on the real API
+/// server: a list was refused with 422 after our mutation).
+pub fn pool_terms(pool: &Pool) -> Option<Vec<NodeSelectorTerm>> {
     if !pool.is_node_bound() {
         return None;
     }
-    let mut term = NodeSelectorTerm::default();
-    if !pool.node_name.is_empty() {
-        term.match_fields.push(NodeSelectorRequirement {
-            key: FIELD_NODE_NAME.to_string(),
-            operator: "In".to_string(),
-            values: pool.node_name.clone(),
-        });
+    let exprs = pool
+        .node_affinity
+        .as_ref()
+        .map(from_label_selector)
+        .unwrap_or_default();
+    if pool.node_name.is_empty() {
+        return Some(vec![NodeSelectorTerm {
+            match_expressions: exprs,
+            match_fields: Vec::new(),
+        }]);
     }
-    if let Some(sel) = &pool.node_affinity {
-        term.match_expressions = from_label_selector(sel);
-    }
-    Some(term)
+    Some(
+        pool.node_name
+            .iter()
+            .map(|n| NodeSelectorTerm {
+                match_expressions: exprs.clone(),
+                match_fields: vec![NodeSelectorRequirement {
+                    key: FIELD_NODE_NAME.to_string(),
+                    operator: "In".to_string(),
+                    values: vec![n.clone()],
+                }],
+            })
+            .collect(),
+    )
 }
 
 /// The union of several pools' restrictions: `None` when one of them serves every node (no
-/// constraint is needed), else one term per distinct restriction.
+/// constraint is needed), else the distinct terms of them all.
 pub fn union_of<'a, I: IntoIterator<Item = &'a Pool>>(pools: I) -> Option<Vec<NodeSelectorTerm>> {
     let mut terms: Vec<NodeSelectorTerm> = Vec::new();
     for p in pools {
-        let t = pool_term(p)?;
-        if !terms.contains(&t) {
-            terms.push(t);
+        for t in pool_terms(p)? {
+            if !terms.contains(&t) {
+                terms.push(t);
+            }
         }
     }
     Some(terms)
@@ -228,14 +246,20 @@ mod tests {
     }
 
     #[test]
-    fn node_name_becomes_match_fields() {
+    fn node_name_becomes_one_single_valued_match_field_per_node() {
         let mut p = Pool::new("n", "10.0.0.0/8".parse().unwrap(), IpSet::new());
         p.node_name = vec!["a".to_string(), "b".to_string()];
-        let t = pool_term(&p).unwrap();
+        let t = pool_terms(&p).unwrap();
         assert_eq!(
             serde_json::to_string(&t).unwrap(),
-            r#"{"matchFields":[{"key":"metadata.name","operator":"In","values":["a","b"]}]}"#
+            r#"[{"matchFields":[{"key":"metadata.name","operator":"In","values":["a"]}]},{"matchFields":[{"key":"metadata.name","operator":"In","values":["b"]}]}]"#
         );
+        let node = |name: &str| crate::model::NodeInfo {
+            name: name.to_string(),
+            labels: Default::default(),
+        };
+        assert!(terms_match(&t, &node("a")) && terms_match(&t, &node("b")));
+        assert!(!terms_match(&t, &node("c")));
     }
 
     #[test]

@@ -22,12 +22,12 @@ use serde_json::Value;
 #[error("Kubernetes API: {0}")]
 pub struct EffectError(pub String);
 
-/// The outcome of creating a claim.
+/// The outcome of creating a claim or an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
-    /// The claim is ours.
+    /// It is ours.
     Created,
-    /// A claim of that name exists: somebody holds the address.
+    /// One of that name exists (for a claim: somebody holds the address).
     AlreadyExists,
 }
 
@@ -86,9 +86,15 @@ pub trait Effects: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Option<String>, EffectError>> + Send;
 
-    /// Creates the SpiderEndpoint, or replaces the one of that name (`.status` goes with the
-    /// object: SpiderEndpoint has no status subresource).
-    fn upsert_endpoint(
+    /// Creates the SpiderEndpoint (`.status` goes with the object: SpiderEndpoint has no
+    /// status subresource); one of that name existing is [`Created::AlreadyExists`].
+    fn create_endpoint(
+        &self,
+        endpoint: &SpiderEndpoint,
+    ) -> impl Future<Output = Result<Created, EffectError>> + Send;
+
+    /// Replaces the SpiderEndpoint of that name (created if it went meanwhile).
+    fn replace_endpoint(
         &self,
         endpoint: &SpiderEndpoint,
     ) -> impl Future<Output = Result<(), EffectError>> + Send;
@@ -134,11 +140,17 @@ impl<E: Effects> Effects for Arc<E> {
     ) -> impl Future<Output = Result<Option<String>, EffectError>> + Send {
         (**self).get_network(namespace, name)
     }
-    fn upsert_endpoint(
+    fn create_endpoint(
+        &self,
+        endpoint: &SpiderEndpoint,
+    ) -> impl Future<Output = Result<Created, EffectError>> + Send {
+        (**self).create_endpoint(endpoint)
+    }
+    fn replace_endpoint(
         &self,
         endpoint: &SpiderEndpoint,
     ) -> impl Future<Output = Result<(), EffectError>> + Send {
-        (**self).upsert_endpoint(endpoint)
+        (**self).replace_endpoint(endpoint)
     }
 }
 
@@ -300,17 +312,24 @@ impl Effects for KubeEffects {
         }))
     }
 
-    async fn upsert_endpoint(&self, endpoint: &SpiderEndpoint) -> Result<(), EffectError> {
+    async fn create_endpoint(&self, endpoint: &SpiderEndpoint) -> Result<Created, EffectError> {
         let ns = endpoint.metadata.namespace.clone().unwrap_or_default();
         let name = endpoint.metadata.name.clone().unwrap_or_default();
         let api: Api<SpiderEndpoint> = Api::namespaced(self.client.clone(), &ns);
-        let what = format!("writing SpiderEndpoint {ns}/{name}");
         match api.create(&PostParams::default(), endpoint).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_status(&e, |s| s.is_already_exists() || s.code == 409) => {}
-            Err(e) => return Err(api_err(&what, e)),
+            Ok(_) => Ok(Created::Created),
+            Err(e) if is_status(&e, |s| s.is_already_exists() || s.code == 409) => {
+                Ok(Created::AlreadyExists)
+            }
+            Err(e) => Err(api_err(&format!("creating SpiderEndpoint {ns}/{name}"), e)),
         }
-        // Replace: a StatefulSet Pod of the same name, or a Pod whose endpoint outlived it.
+    }
+
+    async fn replace_endpoint(&self, endpoint: &SpiderEndpoint) -> Result<(), EffectError> {
+        let ns = endpoint.metadata.namespace.clone().unwrap_or_default();
+        let name = endpoint.metadata.name.clone().unwrap_or_default();
+        let api: Api<SpiderEndpoint> = Api::namespaced(self.client.clone(), &ns);
+        let what = format!("replacing SpiderEndpoint {ns}/{name}");
         for _ in 0..3 {
             let Some(current) = api.get_opt(&name).await.map_err(|e| api_err(&what, e))? else {
                 match api.create(&PostParams::default(), endpoint).await {
@@ -330,6 +349,15 @@ impl Effects for KubeEffects {
             "{what}: conflicting writes, gave up after 3 attempts"
         )))
     }
+}
+
+/// `namespace/name` of an endpoint (the key of [`MemoryState::endpoints`]).
+fn endpoint_key(endpoint: &SpiderEndpoint) -> String {
+    format!(
+        "{}/{}",
+        endpoint.metadata.namespace.as_deref().unwrap_or_default(),
+        endpoint.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// [`Effects`] in memory, for tests: claims, endpoints, controllers and networks in maps.
@@ -459,14 +487,20 @@ impl Effects for MemoryEffects {
         Ok(self.with(|s| s.networks.get(&format!("{namespace}/{name}")).cloned()))
     }
 
-    async fn upsert_endpoint(&self, endpoint: &SpiderEndpoint) -> Result<(), EffectError> {
+    async fn create_endpoint(&self, endpoint: &SpiderEndpoint) -> Result<Created, EffectError> {
         self.with(|s| {
-            let key = format!(
-                "{}/{}",
-                endpoint.metadata.namespace.as_deref().unwrap_or_default(),
-                endpoint.metadata.name.as_deref().unwrap_or_default()
-            );
+            let key = endpoint_key(endpoint);
+            if s.endpoints.contains_key(&key) {
+                return Ok(Created::AlreadyExists);
+            }
             s.endpoints.insert(key, endpoint.clone());
+            Ok(Created::Created)
+        })
+    }
+
+    async fn replace_endpoint(&self, endpoint: &SpiderEndpoint) -> Result<(), EffectError> {
+        self.with(|s| {
+            s.endpoints.insert(endpoint_key(endpoint), endpoint.clone());
             Ok(())
         })
     }

@@ -2,6 +2,7 @@
 //! refuses reviews of kinds or operations a path is not registered for. The hooks never see
 //! HTTP.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,6 +114,9 @@ impl Hook {
     }
 
     fn accepts(self, req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
+        if self == Hook::GuardPod && crate::pod_guard::guarded_subresource(req) {
+            return Ok(());
+        }
         let (group, _, resource) = self.resource();
         let ok_kind = req.kind.group == group && req.kind.kind == self.kind();
         let ok_resource = req.resource.resource == resource && req.sub_resource.is_none();
@@ -308,17 +312,25 @@ pub fn router<E: Effects>(app: Arc<App<E>>) -> Router {
     r.layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
-/// The plain-HTTP router: `/healthz`, `/readyz`, `/metrics`.
-pub fn health_router(cache: Cache, metrics: Arc<Metrics>) -> Router {
+/// The plain-HTTP router: `/healthz`, `/readyz`, `/metrics`. `/readyz` fails once `draining`
+/// is set (the process is shutting down: the Service must stop sending it new connections while
+/// it still serves those it has).
+pub fn health_router(cache: Cache, metrics: Arc<Metrics>, draining: Arc<AtomicBool>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
             get(move || {
                 let cache = cache.clone();
+                let draining = draining.clone();
                 async move {
                     let missing = cache.unsynced();
-                    if missing.is_empty() {
+                    if draining.load(Ordering::SeqCst) {
+                        text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "shutting down: finishing the requests of open connections".to_string(),
+                        )
+                    } else if missing.is_empty() {
                         text(StatusCode::OK, "ok".to_string())
                     } else {
                         let names: Vec<&str> = missing.iter().map(|k| k.name()).collect();

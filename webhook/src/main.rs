@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,6 +74,18 @@ struct Args {
     /// Claim creations tried per pool (each conflict picks another address).
     #[arg(long, env = "AIPAM_WEBHOOK_ATTEMPTS_PER_POOL", default_value_t = 16)]
     attempts_per_pool: u32,
+    /// Seconds between SIGTERM and closing the listener: `/readyz` fails at once, so that the
+    /// Service (its EndpointSlice, kube-proxy) stops sending new connections here, while the
+    /// hooks go on serving the connections already open (the API server keeps its HTTP/2
+    /// connections and does not retry a POST whose connection breaks). Then the listener
+    /// closes, open connections get a graceful GOAWAY and the requests in flight finish. Keep
+    /// it above the readiness probe's period and below terminationGracePeriodSeconds.
+    #[arg(
+        long,
+        env = "AIPAM_WEBHOOK_SHUTDOWN_DELAY_SECONDS",
+        default_value_t = 5
+    )]
+    shutdown_delay_seconds: u64,
 }
 
 async fn terminated() {
@@ -134,7 +147,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let app = Arc::new(app);
 
+    let draining = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = signal_watch::channel(false);
+    let (health_stop_tx, health_stop_rx) = signal_watch::channel(false);
     let wait = |mut rx: signal_watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
@@ -144,8 +159,8 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.health_listen))?;
     let health_task = tokio::spawn(aipam_webhook::server::serve_plain(
         health,
-        health_router(cache.clone(), app.metrics.clone()),
-        wait(stop_rx.clone()),
+        health_router(cache.clone(), app.metrics.clone(), draining.clone()),
+        wait(health_stop_rx),
     ));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -159,9 +174,20 @@ async fn main() -> anyhow::Result<()> {
     ));
 
     terminated().await;
-    info!("SIGTERM: finishing requests in flight");
+    // Not ready first, still serving: new connections go to the other replicas meanwhile.
+    draining.store(true, Ordering::SeqCst);
+    let delay = Duration::from_secs(args.shutdown_delay_seconds);
+    info!(
+        delay_seconds = args.shutdown_delay_seconds,
+        "SIGTERM: reporting not ready, serving open connections until the delay ends"
+    );
+    tokio::time::sleep(delay).await;
+    info!("closing the listener; finishing requests in flight");
     let _ = stop_tx.send(true);
     let _ = hooks.await;
+    // /readyz and /metrics answer until the hooks have finished.
+    let _ = health_stop_tx.send(true);
     let _ = health_task.await;
+    info!("stopped");
     Ok(())
 }

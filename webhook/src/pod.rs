@@ -593,11 +593,11 @@ impl<E: Effects> PodHooks<E> {
                 tried.push((c.pool.clone(), PoolMiss::Gone));
                 continue;
             };
-            let term = affinity::pool_term(pool);
+            let zone = affinity::pool_terms(pool);
             if c.zone {
                 // One address per distinct zone is enough.
-                if let Some(t) = &term {
-                    if terms.contains(t) {
+                if let Some(ts) = &zone {
+                    if ts.iter().all(|t| terms.contains(t)) {
                         continue;
                     }
                 }
@@ -616,8 +616,10 @@ impl<E: Effects> PodHooks<E> {
                     if !c.zone {
                         break;
                     }
-                    if let Some(t) = term {
-                        terms.push(t);
+                    for t in zone.into_iter().flatten() {
+                        if !terms.contains(&t) {
+                            terms.push(t);
+                        }
                     }
                 }
                 Err(miss) => tried.push((pool.name.clone(), miss)),
@@ -782,8 +784,32 @@ impl<E: Effects> PodHooks<E> {
             .ok_or("the Pod has no UID yet")?;
         let owner = self.resolve_owner(&namespace, &pod.metadata).await;
         let endpoint = self.endpoint_for(&pod, &namespace, &name, &uid, &record, owner.as_ref());
+        if self
+            .effects
+            .create_endpoint(&endpoint)
+            .await
+            .map_err(|e| e.to_string())?
+            == Created::Created
+        {
+            return Ok(());
+        }
+        // An endpoint of that name exists. Replaced when its Pod is gone (a StatefulSet Pod made
+        // again under its name, an endpoint that outlived its Pod); left alone while a Pod of
+        // that name lives: this create then fails with AlreadyExists after admission (a name
+        // taken, or a generated name that collided and that the API server retries under
+        // another), and the endpoint is that live Pod's (found on the real API server).
+        if self
+            .effects
+            .pod_exists(&namespace, &name)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!(
+                "the SpiderEndpoint {namespace}/{name} belongs to the live Pod of that name: not replaced (this create will fail with AlreadyExists)"
+            ));
+        }
         self.effects
-            .upsert_endpoint(&endpoint)
+            .replace_endpoint(&endpoint)
             .await
             .map_err(|e| e.to_string())
     }

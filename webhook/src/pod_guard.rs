@@ -9,6 +9,13 @@
 //!
 //! Every other change of a Pod is allowed: the guard never blocks labels, other annotations,
 //! finalizers or the spec changes Kubernetes itself allows.
+//!
+//! A real API server has two more ways to write a Pod's annotations, both found on it: an
+//! UPDATE of `pods/status` keeps metadata changes (the status strategy resets only the spec and
+//! owner references), and a CREATE of `pods/binding` copies the Binding's annotations onto the
+//! Pod. The guard judges both: the first like any UPDATE, the second by refusing a Binding
+//! that carries the annotation at all (nothing of ours binds Pods; the scheduler's Bindings
+//! carry no annotations).
 
 use aipam_core::reservation::ANNO_RESERVATION;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
@@ -76,13 +83,37 @@ pub fn change(old: Option<&DynamicObject>, new: Option<&DynamicObject>) -> Chang
     }
 }
 
+/// Whether `req` is one of the subresource writes the guard judges besides a Pod UPDATE: an
+/// UPDATE of `pods/status`, or a CREATE of `pods/binding` (a Binding).
+pub fn guarded_subresource(req: &AdmissionRequest<DynamicObject>) -> bool {
+    if !req.kind.group.is_empty() || req.resource.resource != "pods" {
+        return false;
+    }
+    match req.sub_resource.as_deref() {
+        Some("status") => req.kind.kind == "Pod" && req.operation == Operation::Update,
+        Some("binding") => req.kind.kind == "Binding" && req.operation == Operation::Create,
+        _ => false,
+    }
+}
+
 impl PodGuard {
-    /// Judges one Pod UPDATE (other operations are allowed: the route accepts UPDATE only).
+    /// Judges one Pod UPDATE (of the Pod or of `pods/status`), or one Binding; anything else is
+    /// allowed (the route accepts nothing else).
     pub fn review(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
-        if req.operation != Operation::Update {
+        let binding =
+            req.operation == Operation::Create && req.sub_resource.as_deref() == Some("binding");
+        if req.operation != Operation::Update && !binding {
             return allow(req);
         }
-        let what = change(req.old_object.as_ref(), req.object.as_ref());
+        let what = if binding {
+            // A Binding's annotations overwrite the Pod's; the Pod itself is not in the request.
+            match annotation(req.object.as_ref()) {
+                Some(_) => Change::Modified,
+                None => Change::None,
+            }
+        } else {
+            change(req.old_object.as_ref(), req.object.as_ref())
+        };
         if what == Change::None {
             return allow(req);
         }
@@ -94,11 +125,18 @@ impl PodGuard {
             Some(ns) => format!("{ns}/{}", req.name),
             None => req.name.clone(),
         };
+        let how = if binding {
+            " through a Binding (the API server copies a Binding's annotations onto the Pod)"
+        } else if req.sub_resource.as_deref() == Some("status") {
+            " through pods/status"
+        } else {
+            ""
+        };
         deny(
             req,
             403,
             &format!(
-                "user \"{user}\" may not {} the annotation {ANNO_RESERVATION} of Pod {pod}: it records the addresses aipam reserved for the Pod when it was created, and only the aipam operator ({}) changes it afterwards; to get other addresses, delete the Pod and create it again",
+                "user \"{user}\" may not {} the annotation {ANNO_RESERVATION} of Pod {pod}{how}: it records the addresses aipam reserved for the Pod when it was created, and only the aipam operator ({}) changes it afterwards; to get other addresses, delete the Pod and create it again",
                 what.verb(),
                 self.operator_user
             ),
@@ -199,6 +237,90 @@ mod tests {
         assert!(
             !guard
                 .review(&update(DEFAULT_OPERATOR_USER, &old, &new))
+                .allowed
+        );
+    }
+
+    fn with_subresource(mut body: Value, sub: &str) -> AdmissionRequest<DynamicObject> {
+        body["request"]["subResource"] = json!(sub);
+        body["request"]["requestSubResource"] = json!(sub);
+        body["request"]["userInfo"] =
+            json!({"username": "alice", "groups": ["system:authenticated"]});
+        request_of(&body).unwrap()
+    }
+
+    #[test]
+    fn a_status_update_cannot_change_the_reservation_either() {
+        // Found on the real API server: pods/status keeps metadata changes.
+        let guard = PodGuard::default();
+        let (old, new) = (pod(Some(MINE), json!({})), pod(Some(THEIRS), json!({})));
+        let body = review_body(
+            "u1",
+            ("", "v1", "pods", "Pod"),
+            "UPDATE",
+            Some("team-a"),
+            Some(&new),
+            Some(&old),
+            false,
+        );
+        let req = with_subresource(body, "status");
+        assert!(guarded_subresource(&req));
+        let r = guard.review(&req);
+        assert!(!r.allowed);
+        assert!(
+            r.result
+                .message
+                .contains("of Pod team-a/web-1 through pods/status:"),
+            "{}",
+            r.result.message
+        );
+        // A status update that leaves the record alone is the kubelet's business.
+        let same = review_body(
+            "u2",
+            ("", "v1", "pods", "Pod"),
+            "UPDATE",
+            Some("team-a"),
+            Some(&old),
+            Some(&old),
+            false,
+        );
+        assert!(guard.review(&with_subresource(same, "status")).allowed);
+    }
+
+    #[test]
+    fn a_binding_carrying_the_annotation_is_refused_and_a_plain_one_allowed() {
+        // Found on the real API server: a Binding's annotations are copied onto the Pod.
+        let guard = PodGuard::default();
+        let binding = |annotations: Value| {
+            json!({"apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": "web-1", "namespace": "team-a", "annotations": annotations},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}})
+        };
+        let review = |b: &Value| {
+            let body = review_body(
+                "u3",
+                ("", "v1", "pods", "Binding"),
+                "CREATE",
+                Some("team-a"),
+                Some(b),
+                None,
+                false,
+            );
+            with_subresource(body, "binding")
+        };
+        let forged = review(&binding(json!({ANNO_RESERVATION: THEIRS})));
+        assert!(guarded_subresource(&forged));
+        let r = guard.review(&forged);
+        assert!(!r.allowed);
+        assert_eq!(r.result.code, 403);
+        assert!(
+            r.result.message.contains("through a Binding"),
+            "{}",
+            r.result.message
+        );
+        assert!(
+            guard
+                .review(&review(&binding(json!({"other": "x"}))))
                 .allowed
         );
     }

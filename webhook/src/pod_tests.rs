@@ -874,6 +874,52 @@ async fn validation_writes_the_endpoint_and_leaves_the_claim_as_created() {
     assert!(w2.effects.state().endpoints.is_empty());
 }
 
+/// Found on the real API server: validating admission runs before the store's create, so a
+/// Pod created under a name a live Pod has (by hand, or a generated name that collided and that
+/// the API server then retries under another) reached the endpoint write first and replaced
+/// the live Pod's endpoint with its own addresses. It is left alone now; an endpoint whose Pod
+/// is gone is still replaced.
+#[tokio::test]
+async fn a_pod_whose_name_is_taken_leaves_the_live_pods_endpoint_alone() {
+    let w = world();
+    let pod = deployment_pod("team-a", json!({}));
+    let bind = |name: &str, uid: &str, patched: &Value| {
+        let mut created = patched.clone();
+        created["metadata"]["name"] = json!(name);
+        created["metadata"]["uid"] = json!(uid);
+        pod_create(uid, &created, false).unwrap()
+    };
+    let (_, first) = mutate(&w, "m1", &pod).await;
+    assert!(
+        w.hooks
+            .bind(&bind("web-a", "uid-live", &first))
+            .await
+            .allowed
+    );
+    w.effects.with(|s| s.pods.insert("team-a/web-a".into()));
+    let live = w.effects.state().endpoints["team-a/web-a"].clone();
+
+    let (_, second) = mutate(&w, "m2", &pod).await;
+    let resp = w.hooks.bind(&bind("web-a", "uid-second", &second)).await;
+    assert!(resp.allowed, "the API server answers AlreadyExists, not us");
+    assert_eq!(
+        w.effects.state().endpoints["team-a/web-a"],
+        live,
+        "the live Pod keeps its endpoint"
+    );
+
+    // Once no Pod of the name lives, the endpoint is the new Pod's.
+    w.effects.with(|s| s.pods.clear());
+    assert!(
+        w.hooks
+            .bind(&bind("web-a", "uid-third", &second))
+            .await
+            .allowed
+    );
+    let cur = &w.effects.state().endpoints["team-a/web-a"];
+    assert_eq!(cur.status.as_ref().unwrap().current.uid, "uid-third");
+}
+
 #[tokio::test]
 async fn provisional_endpoint_has_no_ips_yet() {
     let w = world();

@@ -54,7 +54,13 @@ fn webhook_configurations_match_the_router() {
                 .into_iter()
                 .find(|h| h.path() == path)
                 .unwrap_or_else(|| panic!("{name}: path {path} is not served"));
-            assert!(served.insert(path.to_string()), "{path} registered twice");
+            // The guard's path serves two configurations: Pod (and pods/status) UPDATE, and
+            // a Binding carrying the reservation annotation.
+            let binding_guard = name == "pods-binding.validate.aipam.io";
+            assert!(
+                served.insert(path.to_string()) || binding_guard,
+                "{path} registered twice"
+            );
             assert_eq!(hook.is_mutating(), mutating, "{name}: {path}");
             assert_eq!(wh["admissionReviewVersions"], json!(["v1"]), "{name}");
             assert_eq!(wh["sideEffects"], "NoneOnDryRun", "{name}");
@@ -90,9 +96,22 @@ fn webhook_configurations_match_the_router() {
             let (group, version, resource) = hook.resource();
             assert_eq!(rule["apiGroups"], json!([group]), "{name}");
             assert_eq!(rule["apiVersions"], json!([version]), "{name}");
-            assert_eq!(rule["resources"], json!([resource]), "{name}");
             let ops: Vec<String> = hook.operations().iter().map(op_name).collect();
-            assert_eq!(rule["operations"], json!(ops), "{name}");
+            if binding_guard {
+                assert_eq!(rule["resources"], json!(["pods/binding"]), "{name}");
+                assert_eq!(rule["operations"], json!(["CREATE"]), "{name}");
+            } else if hook == Hook::GuardPod {
+                // A real API server keeps metadata changes made through pods/status.
+                assert_eq!(
+                    rule["resources"],
+                    json!([resource, "pods/status"]),
+                    "{name}"
+                );
+                assert_eq!(rule["operations"], json!(ops), "{name}");
+            } else {
+                assert_eq!(rule["resources"], json!([resource]), "{name}");
+                assert_eq!(rule["operations"], json!(ops), "{name}");
+            }
         }
     }
     let all: BTreeSet<String> = Hook::ALL.iter().map(|h| h.path().to_string()).collect();
@@ -110,6 +129,7 @@ async fn the_router_serves_what_the_configurations_send() {
     let router = aipam_webhook::router(app);
     let kinds = [
         ("pods", "Pod"),
+        ("pods/binding", "Binding"),
         ("spiderippools", "SpiderIPPool"),
         ("spidersubnets", "SpiderSubnet"),
         ("spiderreservedips", "SpiderReservedIP"),
@@ -131,15 +151,22 @@ async fn the_router_serves_what_the_configurations_send() {
             for op in ["CREATE", "UPDATE", "DELETE"] {
                 let obj = json!({"apiVersion": if group.is_empty() { version.to_string() } else { format!("{group}/{version}") },
                     "kind": kind, "metadata": {"name": "x", "namespace": "default"}, "spec": {}});
-                let body = aipam_webhook::testkit::review_body(
+                let (plural, sub) = match resource.split_once('/') {
+                    Some((r, s)) => (r, Some(s)),
+                    None => (resource, None),
+                };
+                let mut body = aipam_webhook::testkit::review_body(
                     "u",
-                    (group, version, resource, kind),
+                    (group, version, plural, kind),
                     op,
                     Some("default"),
                     (op != "DELETE").then_some(&obj),
                     (op != "CREATE").then_some(&obj),
                     true,
                 );
+                if let Some(sub) = sub {
+                    body["request"]["subResource"] = json!(sub);
+                }
                 let req = axum::http::Request::post(path)
                     .header("content-type", "application/json")
                     .body(axum::body::Body::from(serde_json::to_vec(&body).unwrap()))

@@ -257,10 +257,11 @@ async fn health_readiness_and_metrics() {
     metrics.admission("/mutate-pod", "patched");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(aipam_webhook::server::serve_plain(
         listener,
-        health_router(cache.clone(), metrics.clone()),
+        health_router(cache.clone(), metrics.clone(), draining.clone()),
         async move {
             let _ = rx.await;
         },
@@ -284,6 +285,13 @@ async fn health_readiness_and_metrics() {
         cache.mark_synced(k);
     }
     assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+    // Shutting down: not ready any more (the Service stops sending it new connections), still
+    // alive and serving.
+    draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ready = get("/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.contains("shutting down"), "{ready}");
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
     let m = get("/metrics").await;
     assert!(
         m.contains(r#"aipam_webhook_admissions_total{path="/mutate-pod",outcome="patched"} 1"#),
