@@ -1,5 +1,6 @@
 //! The environment a scenario runs in: an API server, the webhook and the operator.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,10 +11,46 @@ use aipam_apiserver::{ApiServer, ApiServerHandle, ServerOptions};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{pinned_kind, Scope};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::Value;
 
+use crate::controlplane::ControlPlane;
+use crate::node::{NodeSim, NodeSimOptions, NodeSpec};
+use crate::peers::Ipam;
 use crate::{bin_path, repo, wait_for, Error, Result};
+
+/// Which API the scenarios run against when `E2E_KUBECONFIG` is not set: `E2E_API=stand-in`
+/// picks the in-memory stand-in (for fault injection); anything else, the real control plane.
+pub fn use_stand_in() -> bool {
+    std::env::var("E2E_API").is_ok_and(|v| v == "stand-in" || v == "standin")
+}
+
+/// What [`Env::start`] runs on by default, for reports: the real kube-apiserver started here,
+/// the stand-in (`E2E_API=stand-in`), or the cluster of `E2E_KUBECONFIG`.
+pub fn api_in_use() -> &'static str {
+    if std::env::var("E2E_KUBECONFIG").is_ok() {
+        "the cluster of E2E_KUBECONFIG"
+    } else if use_stand_in() {
+        "the API stand-in"
+    } else {
+        "the real kube-apiserver v1.37.2"
+    }
+}
+
+/// The CNI network every simulated node gives a Pod's `eth0`: Debian's `bridge` plugin with
+/// our IPAM (no gateway address on the node's bridge, no masquerading: nothing routes).
+pub fn primary_network(cni_kubeconfig: &Path) -> Value {
+    crate::peers::bridge_network(
+        "aipam",
+        serde_json::json!({"type": "spiderpool", "kubeconfig": cni_kubeconfig.display().to_string()}),
+    )
+}
+
+/// The ServiceAccount (namespace, name) a user name of the form
+/// `system:serviceaccount:NS:NAME` stands for.
+fn service_account(user: &str) -> Option<(&str, &str)> {
+    let rest = user.strip_prefix("system:serviceaccount:")?;
+    rest.split_once(':')
+}
 
 /// Namespace the project runs in.
 pub const SYSTEM_NAMESPACE: &str = "aipam-system";
@@ -23,6 +60,8 @@ pub const WEBHOOK_SERVICE: &str = "aipam-webhook";
 pub const OPERATOR_USER: &str = "system:serviceaccount:aipam-system:aipam-operator";
 /// The user the webhook processes authenticate as on the stand-in (its service account).
 pub const WEBHOOK_USER: &str = "system:serviceaccount:aipam-system:aipam-webhook";
+/// The user the CNI binary authenticates as (the token our CNI installer writes).
+pub const CNI_USER: &str = "system:serviceaccount:aipam-system:aipam-cni";
 
 /// How to set the environment up.
 #[derive(Clone, Debug)]
@@ -44,6 +83,12 @@ pub struct Options {
     pub lease_duration_seconds: Option<u64>,
     /// The operators' full garbage-collection scan interval (`--gc-interval`).
     pub gc_interval: Duration,
+    /// Run on the in-memory stand-in even when the real control plane is the default: for
+    /// what only the stand-in gives (injected 409s, 500s, slow answers, dropped watches).
+    pub stand_in: bool,
+    /// The IPAM of every Pod's `eth0` on the real control plane. A peer's environment runs no
+    /// webhook and no operator of ours: only the peer, as its users run it.
+    pub ipam: Ipam,
 }
 
 impl Default for Options {
@@ -56,6 +101,8 @@ impl Default for Options {
             operator_replicas: 1,
             lease_duration_seconds: None,
             gc_interval: Duration::from_secs(10),
+            stand_in: false,
+            ipam: Ipam::Ours,
         }
     }
 }
@@ -94,8 +141,21 @@ pub struct Env {
     pub real_cluster: bool,
     server: Option<ApiServerHandle>,
     children: Vec<Proc>,
+    /// The webhook replicas' balancer (the Service's stand-in) on the real control plane.
+    balancer: Option<crate::proxy::Balancer>,
+    /// The simulated nodes on the real control plane.
+    nodes: Option<NodeSim>,
+    /// The real control plane started here.
+    control_plane: Option<ControlPlane>,
+    /// The kubelet clients of the simulated nodes, by node name.
+    node_clients: NodeClients,
+    /// The IPAM of the Pods' `eth0`.
+    ipam: Ipam,
     dir: tempfile::TempDir,
 }
+
+type NodeClients =
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, kube::Client>>>;
 
 impl std::fmt::Debug for Env {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,34 +187,6 @@ fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-struct Certs {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn make_certs(names: &[String]) -> Result<Certs> {
-    let err = |e: rcgen::Error| Error::StandIn(format!("generating certificates: {e}"));
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "aipam e2e CA");
-    let ca = ca_params.self_signed(&ca_key).map_err(err)?;
-    let key = KeyPair::generate().map_err(err)?;
-    let mut params = CertificateParams::new(names.to_vec()).map_err(err)?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "aipam-webhook");
-    let cert = params.signed_by(&key, &ca, &ca_key).map_err(err)?;
-    Ok(Certs {
-        ca_pem: ca.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
-}
-
 /// Parses a multi-document YAML text into JSON values (skipping empty documents).
 pub fn yaml_docs(what: &str, text: &str) -> Result<Vec<Value>> {
     use serde::Deserialize;
@@ -177,20 +209,23 @@ impl Env {
     pub async fn start(opts: Options) -> Result<Env> {
         let dir = tempfile::tempdir().map_err(io("creating a temporary directory"))?;
         if let Ok(path) = std::env::var("E2E_KUBECONFIG") {
-            let kc = kube::config::Kubeconfig::read_from(&path)
-                .map_err(|e| Error::StandIn(format!("reading E2E_KUBECONFIG {path}: {e}")))?;
-            let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(|e| Error::StandIn(format!("E2E_KUBECONFIG {path}: {e}")))?;
-            let client = kube::Client::try_from(config)?;
+            let client = crate::client_from_kubeconfig(Path::new(&path)).await?;
             return Ok(Env {
                 client,
                 kubeconfig: PathBuf::from(path),
                 real_cluster: true,
                 server: None,
                 children: Vec::new(),
+                balancer: None,
+                nodes: None,
+                control_plane: None,
+                node_clients: NodeClients::default(),
+                ipam: Ipam::Ours,
                 dir,
             });
+        }
+        if !use_stand_in() && !opts.stand_in {
+            return Env::start_control_plane(opts, dir).await;
         }
         let server = ApiServer::start(ServerOptions {
             crd_dir: Some(repo().join("config/crd")),
@@ -217,6 +252,11 @@ impl Env {
             real_cluster: false,
             server: Some(server),
             children: Vec::new(),
+            balancer: None,
+            nodes: None,
+            control_plane: None,
+            node_clients: NodeClients::default(),
+            ipam: Ipam::Ours,
             dir,
         };
         env.start_webhooks(&opts).await?;
@@ -228,9 +268,225 @@ impl Env {
         Ok(env)
     }
 
+    /// The real control plane: built and started here, then the project installed as
+    /// `config/` gives it (CRDs, ServiceAccounts and RBAC; the webhook configurations with
+    /// `clientConfig.url` at the local processes), the webhook, the operator and the CNI binary
+    /// each with a token of its own ServiceAccount, and a node simulator for the Nodes the
+    /// scenarios apply.
+    async fn start_control_plane(opts: Options, dir: tempfile::TempDir) -> Result<Env> {
+        let cp = ControlPlane::start(&dir.path().join("kube")).await?;
+        let client = cp.admin_client().await?;
+        let kubeconfig = cp.admin_kubeconfig();
+        let mut env = Env {
+            client,
+            kubeconfig,
+            real_cluster: false,
+            server: None,
+            children: Vec::new(),
+            balancer: None,
+            nodes: None,
+            control_plane: Some(cp),
+            node_clients: NodeClients::default(),
+            ipam: opts.ipam.clone(),
+            dir,
+        };
+        let mut docs = Vec::new();
+        for d in [
+            "config/crd",
+            "e2e/fixtures",
+            "config/webhook/rbac.yaml",
+            "config/operator/rbac.yaml",
+            "config/cni/rbac.yaml",
+        ] {
+            docs.extend(manifests_in(&repo().join(d))?);
+        }
+        let whereabouts = match &opts.ipam {
+            Ipam::Whereabouts(_) => Some(crate::peers::whereabouts_dir()?),
+            _ => None,
+        };
+        if let Some(dir) = &whereabouts {
+            docs.extend(crate::peers::whereabouts_manifests(dir)?);
+        }
+        for d in &docs {
+            env.apply(d).await?;
+        }
+        env.wait_crds_established().await?;
+        let cni_kubeconfig = env.kubeconfig_for(CNI_USER)?;
+        let admin = env.client.clone();
+        let node_clients = env.node_client_factory();
+        let (primary, shim) = match &opts.ipam {
+            Ipam::Ours => (
+                primary_network(&cni_kubeconfig),
+                env.ipam_shim_dir("spiderpool", &bin_path("spiderpool")?)?,
+            ),
+            // Replaced per node (Env::node_network); this one is never used.
+            Ipam::HostLocal(_) => (
+                primary_network(&cni_kubeconfig),
+                env.dir.path().join("cni-bin"),
+            ),
+            Ipam::Whereabouts(range) => {
+                let dir = whereabouts.unwrap_or_default();
+                let kubeconfig = env.kubeconfig_for(crate::peers::WHEREABOUTS_USER)?;
+                let log = env.dir.path().join("whereabouts.log");
+                let conf = env.dir.path().join(crate::peers::WHEREABOUTS_CONF);
+                let text = crate::peers::whereabouts_conf(&kubeconfig).to_string();
+                std::fs::write(&conf, text).map_err(io("writing whereabouts.conf"))?;
+                (
+                    crate::peers::whereabouts_network(range, &conf, &log),
+                    env.ipam_shim_dir("whereabouts", &dir.join("whereabouts"))?,
+                )
+            }
+        };
+        let nodes = NodeSim::start(
+            admin,
+            node_clients,
+            NodeSimOptions {
+                nodes: Vec::new(),
+                primary_network: primary,
+                cni_kubeconfig,
+                plugin_dirs: vec![shim, PathBuf::from("/usr/lib/cni")],
+                cache_dir: env.dir.path().join("cni-cache"),
+            },
+        )
+        .await?;
+        env.nodes = Some(nodes);
+        if opts.ipam != Ipam::Ours {
+            return Ok(env);
+        }
+        env.start_webhooks(&opts).await?;
+        if opts.operator {
+            for i in 0..opts.operator_replicas {
+                env.start_operator(&opts, i).await?;
+            }
+        }
+        Ok(env)
+    }
+
+    /// A plugin directory whose `plugin` (ours: `spiderpool`) runs `bin` in this process's network
+    /// namespace. The simulator runs each node's plugins inside that node's own namespace,
+    /// where 127.0.0.1 is not the machine's loopback and the API server cannot be reached; on
+    /// a real node the plugins run in the host's namespace, where it can. The `bridge` plugin
+    /// keeps working on the node's links and execs its IPAM plugin, which reaches the API from
+    /// here (an IPAM plugin touches no link).
+    fn ipam_shim_dir(&self, plugin: &str, bin: &Path) -> Result<PathBuf> {
+        let dir = self.dir.path().join("cni-bin");
+        std::fs::create_dir_all(&dir).map_err(io("creating the CNI shim directory"))?;
+        let shim = dir.join(plugin);
+        let text = format!(
+            "#!/bin/sh\nexec nsenter --net=/proc/{}/ns/net -- {} \"$@\"\n",
+            std::process::id(),
+            bin.display()
+        );
+        std::fs::write(&shim, text).map_err(io("writing the CNI shim"))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755))
+            .map_err(io("making the CNI shim executable"))?;
+        Ok(dir)
+    }
+
+    /// The simulator's clients acting as each node's kubelet: made by [`Env::apply`] for each
+    /// Node (a client certificate for `system:node:<name>` in `system:nodes`, so that the Node
+    /// authorizer and NodeRestriction judge what the simulator does) before the node is added.
+    fn node_client_factory(&self) -> impl Fn(&str) -> kube::Client + Send + Sync + 'static {
+        let clients = self.node_clients.clone();
+        let admin = self.client.clone();
+        move |name: &str| {
+            clients
+                .lock()
+                .ok()
+                .and_then(|m| m.get(name).cloned())
+                .unwrap_or_else(|| admin.clone())
+        }
+    }
+
+    async fn wait_crds_established(&self) -> Result<()> {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        wait_for(
+            "the CRDs to be Established",
+            Duration::from_secs(60),
+            || {
+                let api = api.clone();
+                async move {
+                    let crds = api.list(&Default::default()).await.ok()?.items;
+                    crds.iter()
+                        .all(|c| {
+                            c.status
+                                .as_ref()
+                                .and_then(|s| s.conditions.as_ref())
+                                .is_some_and(|cs| {
+                                    cs.iter()
+                                        .any(|c| c.type_ == "Established" && c.status == "True")
+                                })
+                        })
+                        .then_some(())
+                }
+            },
+        )
+        .await
+    }
+
+    /// Successful API writes so far, by resource (`pods`, `pods/binding`,
+    /// `spideripclaims.spiderpool.spidernet.io`, …):
+    /// the stand-in's own count, or on a real API server its `apiserver_request_total` metric
+    /// (verbs POST, PUT, PATCH, APPLY and DELETE with a 2xx code, summed over groups).
+    pub async fn write_counts(&self) -> Result<BTreeMap<String, u64>> {
+        if let Some(s) = self.server.as_ref() {
+            return Ok(s.write_counts());
+        }
+        let req = http::Request::get("/metrics")
+            .body(Vec::new())
+            .map_err(|e| Error::ControlPlane(format!("building GET /metrics: {e}")))?;
+        let text = self.client.request_text(req).await?;
+        Ok(write_counts_from_metrics(&text))
+    }
+
+    /// kube-apiserver's 409 answers so far, by resource (empty on the stand-in, which keeps no
+    /// such count).
+    pub async fn conflict_counts(&self) -> Result<BTreeMap<String, u64>> {
+        if self.server.is_some() {
+            return Ok(BTreeMap::new());
+        }
+        let req = http::Request::get("/metrics")
+            .body(Vec::new())
+            .map_err(|e| Error::ControlPlane(format!("building GET /metrics: {e}")))?;
+        let text = self.client.request_text(req).await?;
+        Ok(conflicts_from_metrics(&text))
+    }
+
+    /// The user name the environment's own client authenticates as.
+    pub fn admin_user(&self) -> &'static str {
+        if self.control_plane.is_some() {
+            crate::controlplane::ADMIN_USER
+        } else {
+            "system:admin"
+        }
+    }
+
+    /// The real control plane, when started here.
+    pub fn control_plane(&mut self) -> Option<&mut ControlPlane> {
+        self.control_plane.as_mut()
+    }
+
+    /// The node simulator, on the real control plane.
+    pub fn nodes(&self) -> Option<&NodeSim> {
+        self.nodes.as_ref()
+    }
+
+    /// Whether controllers and a scheduler make and place the Pods (a real control plane or
+    /// cluster), or the scenarios must play them ([`crate::sim`], on the stand-in).
+    pub fn has_controllers(&self) -> bool {
+        self.server.is_none()
+    }
+
     /// The stand-in, when not on a real cluster.
     pub fn stand_in(&self) -> Option<&ApiServerHandle> {
         self.server.as_ref()
+    }
+
+    /// The IPAM of the Pods' `eth0` (ours unless [`Options::ipam`] named a peer).
+    pub fn ipam(&self) -> &Ipam {
+        &self.ipam
     }
 
     /// The temporary directory of this environment.
@@ -286,6 +542,15 @@ impl Env {
     /// A kubeconfig file for `user` (a bearer token of its own on the stand-in, which admission
     /// webhooks see as that user); the environment's kubeconfig on a real cluster.
     pub fn kubeconfig_for(&self, user: &str) -> Result<PathBuf> {
+        if let Some(cp) = self.control_plane.as_ref() {
+            return match service_account(user) {
+                Some((ns, name)) => {
+                    let token = self.service_account_token(ns, name)?;
+                    cp.kubeconfig_with_token(user, &token)
+                }
+                None => cp.kubeconfig_for_user(user, &[]),
+            };
+        }
         let Some(server) = self.server.as_ref() else {
             return Ok(self.kubeconfig.clone());
         };
@@ -301,6 +566,9 @@ impl Env {
     /// A client authenticated as `user` (stand-in only: on a real cluster, the environment's
     /// own client).
     pub async fn client_as(&self, user: &str) -> Result<kube::Client> {
+        if self.control_plane.is_some() {
+            return crate::client_from_kubeconfig(&self.kubeconfig_for(user)?).await;
+        }
         let Some(server) = self.server.as_ref() else {
             return Ok(self.client.clone());
         };
@@ -312,10 +580,38 @@ impl Env {
             .map_err(|e| Error::StandIn(e.to_string()))
     }
 
+    /// A token of ServiceAccount `ns/name` from the TokenRequest API (valid 24 h), as a
+    /// projected ServiceAccount token volume gives a Pod.
+    fn service_account_token(&self, ns: &str, name: &str) -> Result<String> {
+        // TokenRequest through kubectl: this is called from synchronous code paths
+        // (kubeconfig_for), and kubectl is the real client users have.
+        let out = Command::new("kubectl")
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(["create", "token", name, "-n", ns, "--duration=24h"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(io("running kubectl create token"))?;
+        if !out.status.success() {
+            return Err(Error::ControlPlane(format!(
+                "kubectl create token {name} -n {ns}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// The names of the processes started here, in start order (`aipam-webhook-0`, …,
     /// `aipam-operator-0`, …), killed ones included.
     pub fn process_names(&self) -> Vec<String> {
         self.children.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// The process ids of the processes started here that run now, by name.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.children
+            .iter()
+            .filter_map(|p| p.child.as_ref().map(|c| (p.name.clone(), c.id())))
+            .collect()
     }
 
     fn proc_mut(&mut self, name: &str) -> Result<&mut Proc> {
@@ -379,14 +675,15 @@ impl Env {
     }
 
     async fn start_webhooks(&mut self, opts: &Options) -> Result<()> {
-        let certs = make_certs(&[
-            format!("{WEBHOOK_SERVICE}.{SYSTEM_NAMESPACE}.svc"),
-            "127.0.0.1".to_string(),
-        ])?;
+        // A CA of its own (the caBundle below), as certgen or cert-manager would make.
+        let pki = crate::controlplane::Pki::new()?;
+        let service = format!("{WEBHOOK_SERVICE}.{SYSTEM_NAMESPACE}.svc");
+        let (cert_pem, key_pem) =
+            pki.issue("aipam-webhook", &[], &[&service, "127.0.0.1"], true)?;
         let cert = self.dir.path().join("tls.crt");
         let key = self.dir.path().join("tls.key");
-        std::fs::write(&cert, &certs.cert_pem).map_err(io("writing tls.crt"))?;
-        std::fs::write(&key, &certs.key_pem).map_err(io("writing tls.key"))?;
+        std::fs::write(&cert, &cert_pem).map_err(io("writing tls.crt"))?;
+        std::fs::write(&key, &key_pem).map_err(io("writing tls.key"))?;
         let mut endpoints = Vec::new();
         for i in 0..opts.webhook_replicas.max(1) {
             let listen = free_port()?;
@@ -419,8 +716,31 @@ impl Env {
             std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
         let ca = {
             use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(certs.ca_pem.as_bytes())
+            base64::engine::general_purpose::STANDARD.encode(pki.ca_pem().as_bytes())
         };
+        if self.control_plane.is_some() {
+            // No Service network: the API server calls the processes by URL (as envtest
+            // registers webhooks), one replica directly, several through a balancer.
+            let target = if endpoints.len() == 1 {
+                endpoints[0]
+            } else {
+                // Each replica's /readyz decides whether it gets new connections, as its
+                // EndpointSlice readiness does for kube-proxy.
+                let mut probed = Vec::new();
+                for (i, e) in endpoints.iter().enumerate() {
+                    probed.push((*e, self.proc_mut(&webhook_name(i))?.health));
+                }
+                let lb = crate::proxy::Balancer::start_with_readiness(probed)?;
+                let a = lb.addr();
+                self.balancer = Some(lb);
+                a
+            };
+            for mut doc in yaml_docs("config/webhook/webhooks.yaml", &text)? {
+                point_at(&mut doc, &ca, target);
+                self.apply(&doc).await?;
+            }
+            return Ok(());
+        }
         let Some(server) = self.server.as_ref() else {
             return Ok(());
         };
@@ -510,9 +830,86 @@ impl Env {
         }
     }
 
+    /// The `eth0` network of the `index`-th node registered, when the IPAM gives each node its
+    /// own (host-local: a range and a data directory per node).
+    fn node_network(&self, index: usize) -> Result<Option<Value>> {
+        let Ipam::HostLocal(ranges) = &self.ipam else {
+            return Ok(None);
+        };
+        let range = ranges.get(index).ok_or_else(|| {
+            Error::ControlPlane(format!(
+                "host-local: node {} registered, but only {} ranges given (one per node)",
+                index + 1,
+                ranges.len()
+            ))
+        })?;
+        let data = self.dir.path().join(format!("host-local/node-{index}"));
+        Ok(Some(crate::peers::host_local_network(range, &data)))
+    }
+
     /// Creates an object (through admission, as `kubectl create` does); an object that exists
     /// already is replaced. Returns the stored object.
     pub async fn apply(&self, doc: &Value) -> Result<DynamicObject> {
+        if let (Some(nodes), Some("Node")) =
+            (self.nodes.as_ref(), doc.get("kind").and_then(Value::as_str))
+        {
+            // A Node is a kubelet's to register and keep Ready: the simulator plays it.
+            let spec: NodeSpec = NodeSpec {
+                name: doc
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                labels: doc
+                    .pointer("/metadata/labels")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default(),
+                primary_network: self.node_network(nodes.node_names().len())?,
+            };
+            if let Some(cp) = self.control_plane.as_ref() {
+                let client = cp
+                    .client_for_user(&format!("system:node:{}", spec.name), &["system:nodes"])
+                    .await?;
+                if let Ok(mut m) = self.node_clients.lock() {
+                    m.insert(spec.name.clone(), client);
+                }
+            }
+            // A kubelet may register only some labels (NodeRestriction); the others, such as
+            // node-role.kubernetes.io/*, an admin sets afterwards, as kubeadm does.
+            let (own, admin): (BTreeMap<_, _>, BTreeMap<_, _>) = spec
+                .labels
+                .clone()
+                .into_iter()
+                .partition(|(k, _)| kubelet_may_set(k));
+            let name = spec.name.clone();
+            let mut node = nodes
+                .add_node(NodeSpec {
+                    labels: own,
+                    ..spec
+                })
+                .await?;
+            if !admin.is_empty() {
+                let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+                let patch = serde_json::json!({"metadata": {"labels": admin}});
+                node = api
+                    .patch(
+                        &name,
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&patch),
+                    )
+                    .await?;
+            }
+            return serde_json::from_value(serde_json::to_value(node).map_err(|e| {
+                Error::Manifest {
+                    what: describe(doc),
+                    problem: e.to_string(),
+                }
+            })?)
+            .map_err(|e| Error::Manifest {
+                what: describe(doc),
+                problem: e.to_string(),
+            });
+        }
         let obj: DynamicObject =
             serde_json::from_value(doc.clone()).map_err(|e| Error::Manifest {
                 what: describe(doc),
@@ -556,10 +953,78 @@ impl Env {
 
     /// Stops the processes and the stand-in.
     pub async fn stop(mut self) {
+        if let Some(n) = self.nodes.take() {
+            n.stop().await;
+        }
         self.kill_children();
+        self.balancer.take();
+        if let Some(cp) = self.control_plane.take() {
+            cp.stop();
+        }
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+    }
+
+    /// Stops process `name` as the kubelet stops a container: SIGTERM, then at most `grace`
+    /// for it to exit by itself, then SIGKILL. Returns whether it exited within `grace`.
+    pub async fn terminate(&mut self, name: &str, grace: Duration) -> Result<bool> {
+        let p = self.proc_mut(name)?;
+        let Some(mut c) = p.child.take() else {
+            return Ok(true);
+        };
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()
+            .map_err(io(format!("sending SIGTERM to {name}")))?;
+        let start = std::time::Instant::now();
+        while sent.success() && start.elapsed() < grace {
+            if c.try_wait()
+                .map_err(io(format!("waiting for {name}")))?
+                .is_some()
+            {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        c.kill().map_err(io(format!("killing {name}")))?;
+        c.wait().map_err(io(format!("waiting for {name}")))?;
+        Ok(false)
+    }
+
+    /// Restarts the webhook replicas one by one as a Deployment's rolling update replaces its
+    /// Pods: [`Env::terminate`] (the old process drains), a new process, and the next only once
+    /// the new one is ready and the Service routes to it again. Returns the replicas that did
+    /// not exit by themselves within `grace`.
+    pub async fn rolling_restart_webhooks(&mut self, grace: Duration) -> Result<Vec<String>> {
+        let names: Vec<String> = self
+            .process_names()
+            .into_iter()
+            .filter(|n| n.starts_with("aipam-webhook-"))
+            .collect();
+        let mut killed = Vec::new();
+        for name in names {
+            if !self.terminate(&name, grace).await? {
+                killed.push(name.clone());
+            }
+            self.restart(&name).await?;
+            let listen: Option<SocketAddr> = self
+                .proc_mut(&name)?
+                .args
+                .iter()
+                .find_map(|a| a.strip_prefix("--listen="))
+                .and_then(|a| a.parse().ok());
+            if let (Some(lb), Some(listen)) = (self.balancer.as_ref(), listen) {
+                wait_for(
+                    &format!("the Service to route to {name} again"),
+                    Duration::from_secs(30),
+                    || async move { lb.routes_to(listen).then_some(()) },
+                )
+                .await?;
+            }
+        }
+        Ok(killed)
     }
 
     fn kill_children(&mut self) {
@@ -589,6 +1054,145 @@ impl Drop for Env {
     }
 }
 
+/// Points a webhook configuration's hooks at `target` by URL (keeping each Service's path) and
+/// sets their caBundle.
+fn point_at(doc: &mut Value, ca: &str, target: SocketAddr) {
+    let Some(hooks) = doc.get_mut("webhooks").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for h in hooks {
+        let Some(cc) = h.get_mut("clientConfig").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let path = cc
+            .get("service")
+            .and_then(|s| s.get("path"))
+            .and_then(Value::as_str)
+            .unwrap_or("/")
+            .to_string();
+        cc.remove("service");
+        cc.insert(
+            "url".to_string(),
+            Value::String(format!("https://{target}{path}")),
+        );
+        cc.insert("caBundle".to_string(), Value::String(ca.to_string()));
+    }
+}
+
+/// Successful writes by resource from kube-apiserver's Prometheus text: the samples of
+/// `apiserver_request_total` whose verb writes and whose code is 2xx.
+pub fn write_counts_from_metrics(text: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (labels, n) in request_totals(text) {
+        let label = |name: &str| labels.get(name).filter(|v| !v.is_empty()).cloned();
+        let writes = matches!(
+            label("verb").as_deref(),
+            Some("POST" | "PUT" | "PATCH" | "APPLY" | "DELETE")
+        );
+        let ok = label("code").is_some_and(|c| c.starts_with('2'));
+        let Some(resource) = label("resource") else {
+            continue;
+        };
+        if !(writes && ok) {
+            continue;
+        }
+        // As the stand-in counts them: `resource[.group][/subresource]`.
+        let mut key = resource;
+        if let Some(g) = label("group") {
+            key = format!("{key}.{g}");
+        }
+        if let Some(sub) = label("subresource") {
+            key = format!("{key}/{sub}");
+        }
+        *out.entry(key).or_insert(0) += n;
+    }
+    out
+}
+
+/// Requests kube-apiserver answered with 409 Conflict so far (`apiserver_request_total`), by
+/// resource (`resource[.group]`).
+pub fn conflicts_from_metrics(text: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (labels, n) in request_totals(text) {
+        if labels.get("code").map(String::as_str) != Some("409") {
+            continue;
+        }
+        let mut key = labels.get("resource").cloned().unwrap_or_default();
+        if let Some(g) = labels.get("group").filter(|g| !g.is_empty()) {
+            key = format!("{key}.{g}");
+        }
+        *out.entry(key).or_insert(0) += n;
+    }
+    out
+}
+
+/// The samples of `apiserver_request_total` in a Prometheus text: each one's labels and count.
+fn request_totals(text: &str) -> impl Iterator<Item = (BTreeMap<String, String>, u64)> + '_ {
+    text.lines().filter_map(|line| {
+        let rest = line.strip_prefix("apiserver_request_total{")?;
+        let (labels, value) = rest.rsplit_once("} ")?;
+        let labels = labels
+            .split("\",")
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once("=\"")?;
+                Some((
+                    k.trim_start_matches(',').to_string(),
+                    v.trim_end_matches('"').to_string(),
+                ))
+            })
+            .collect();
+        let n = value.trim().parse::<f64>().unwrap_or(0.0);
+        Some((labels, n as u64))
+    })
+}
+
+/// Whether a kubelet may set label `key` on its own Node (the NodeRestriction admission plugin:
+/// labels outside the `kubernetes.io` and `k8s.io` domains, and a listed few inside them).
+fn kubelet_may_set(key: &str) -> bool {
+    let Some((prefix, _)) = key.split_once('/') else {
+        return true;
+    };
+    const ALLOWED: [&str; 9] = [
+        "kubernetes.io/hostname",
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "node.kubernetes.io/instance-type",
+        "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone",
+        "beta.kubernetes.io/instance-type",
+    ];
+    let in_domain = |d: &str| prefix == d || prefix.ends_with(&format!(".{d}"));
+    if !in_domain("kubernetes.io") && !in_domain("k8s.io") {
+        return true;
+    }
+    ALLOWED.contains(&key) || in_domain("kubelet.kubernetes.io") || in_domain("node.kubernetes.io")
+}
+
+/// Every manifest of `path`: a `.yaml` file, or the `.yaml` files of a directory in file name
+/// order.
+pub fn manifests_in(path: &Path) -> Result<Vec<Value>> {
+    if path.is_file() {
+        let text =
+            std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
+        return yaml_docs(&path.display().to_string(), &text);
+    }
+    let dir = path;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(format!("reading {}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(io(format!("reading {}", f.display())))?;
+        out.extend(yaml_docs(&f.display().to_string(), &text)?);
+    }
+    Ok(out)
+}
+
 /// The stand-in bearer token of a user: its name with every character outside `[A-Za-z0-9-]`
 /// replaced.
 fn user_token(user: &str) -> String {
@@ -614,5 +1218,58 @@ pub fn describe(doc: &Value) -> String {
         format!("{} {name}", s("/kind"))
     } else {
         format!("{} {ns}/{name}", s("/kind"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn writes_are_counted_from_the_api_servers_metrics() {
+        let text = r#"# HELP apiserver_request_total [STABLE] Counter of apiserver requests
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="spiderpool.spidernet.io",resource="spideripclaims",scope="resource",subresource="",verb="POST",version="v2beta1"} 7
+apiserver_request_total{code="409",component="apiserver",dry_run="",group="spiderpool.spidernet.io",resource="spideripclaims",scope="resource",subresource="",verb="POST",version="v2beta1"} 2
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="status",verb="PATCH",version="v1"} 3
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="binding",verb="POST",version="v1"} 4
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="namespace",subresource="",verb="LIST",version="v1"} 40
+"#;
+        let c = write_counts_from_metrics(text);
+        assert_eq!(
+            c.get("spideripclaims.spiderpool.spidernet.io"),
+            Some(&7),
+            "409s are not writes"
+        );
+        assert_eq!(c.get("pods/status"), Some(&3));
+        assert_eq!(c.get("pods/binding"), Some(&4));
+        assert_eq!(c.get("pods"), None, "reads are not writes");
+        assert_eq!(
+            conflicts_from_metrics(text),
+            BTreeMap::from([("spideripclaims.spiderpool.spidernet.io".to_string(), 2)]),
+            "the 409s, by resource"
+        );
+    }
+
+    #[test]
+    fn a_kubelet_sets_only_the_labels_noderestriction_allows() {
+        for ok in [
+            "zone",
+            "node-subnet",
+            "kubernetes.io/hostname",
+            "topology.kubernetes.io/zone",
+            "node.kubernetes.io/instance-type",
+            "example.com/rack",
+        ] {
+            assert!(kubelet_may_set(ok), "{ok}");
+        }
+        for no in [
+            "node-role.kubernetes.io/control-plane",
+            "node-restriction.kubernetes.io/x",
+            "kubernetes.io/role",
+            "sub.k8s.io/x",
+        ] {
+            assert!(!kubelet_may_set(no), "{no}");
+        }
     }
 }

@@ -9,8 +9,12 @@
 //! what the IPAM recorded.
 
 pub mod cni;
+pub mod controlplane;
 pub mod env;
 pub mod kubectl;
+pub mod node;
+pub mod peers;
+pub mod proxy;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -38,6 +42,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A kubeconfig could not be read or used.
+    #[error("kubeconfig {}: {problem}", path.display())]
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Certificates could not be generated.
+    #[error("generating certificates: {0}")]
+    Certificates(String),
+    /// The real control plane could not be built, started or used.
+    #[error("control plane: {0}")]
+    ControlPlane(String),
     /// The API stand-in failed.
     #[error("API stand-in: {0}")]
     StandIn(String),
@@ -64,6 +82,21 @@ pub enum Error {
 
 /// Harness result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A client from a kubeconfig file (its current context).
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    })?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| Error::Kubeconfig {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+    Ok(kube::Client::try_from(config)?)
+}
 
 /// Polls `check` until it returns `Some`, or fails after `deadline`.
 pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> Result<T>

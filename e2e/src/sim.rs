@@ -136,7 +136,7 @@ pub async fn run_workload(env: &Env, doc: &Value) -> Result<Vec<PodOutcome>> {
         return Ok(vec![create_pod(env, &ns, doc.clone(), &workload).await?]);
     }
     let stored = env.apply(doc).await?;
-    if env.real_cluster {
+    if env.has_controllers() {
         return wait_for_real_pods(env, doc, &ns, &workload).await;
     }
     let template = match kind {
@@ -233,12 +233,22 @@ pub async fn run_workload(env: &Env, doc: &Value) -> Result<Vec<PodOutcome>> {
     Ok(out)
 }
 
+/// The Pods a cluster's controller made for a workload, and one refusal for each Pod it could
+/// not make (the message of its `FailedCreate` Event, as `kubectl describe` shows it). Waits
+/// until the Pods made and the refusals add up to what the workload asks for, then until the
+/// count has held for two seconds (the controller retries refused creates).
 async fn wait_for_real_pods(
     env: &Env,
     doc: &Value,
     ns: &str,
     workload: &str,
 ) -> Result<Vec<PodOutcome>> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let labels: BTreeMap<String, String> = doc
         .pointer("/spec/template/metadata/labels")
         .and_then(|v| serde_json::from_value(v.clone()).ok())
@@ -246,38 +256,169 @@ async fn wait_for_real_pods(
     let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let api: Api<Pod> = Api::namespaced(env.client.clone(), ns);
     let lp = ListParams::default().labels(&selector.join(","));
-    let want = doc
-        .pointer("/spec/replicas")
-        .and_then(Value::as_u64)
-        .unwrap_or(1) as usize;
-    let pods = wait_for(
+    let stored = env.api_for(doc).await?;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(env.client.clone(), ns);
+    // The last count seen and since when it holds.
+    let seen = std::sync::Mutex::new((None::<(usize, usize)>, std::time::Instant::now()));
+    let (pods, refusals) = wait_for(
         &format!("Pods of {workload}"),
         Duration::from_secs(120),
         || {
-            let api = api.clone();
-            let lp = lp.clone();
+            let (api, lp, stored, events, name) = (
+                api.clone(),
+                lp.clone(),
+                stored.clone(),
+                events.clone(),
+                name.clone(),
+            );
+            let seen = &seen;
             async move {
-                let pods = api.list(&lp).await.ok()?.items;
-                (pods.len() >= want).then_some(pods)
+                let want = wanted(kind, &stored.get(&name).await.ok()?)?;
+                let pods: Vec<Pod> = api
+                    .list(&lp)
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .collect();
+                let refusal = failed_create(&events, kind, &name).await;
+                let refused = if refusal.is_some() {
+                    want.saturating_sub(pods.len())
+                } else {
+                    0
+                };
+                let now = (pods.len(), refused);
+                let held = {
+                    let mut g = seen.lock().ok()?;
+                    if g.0 != Some(now) {
+                        *g = (Some(now), std::time::Instant::now());
+                    }
+                    g.1.elapsed()
+                };
+                (pods.len() + refused >= want && held >= Duration::from_secs(2))
+                    .then(|| (pods, vec![refusal.unwrap_or_default(); refused]))
             }
         },
     )
     .await?;
+    let outcome = |result| PodOutcome {
+        workload: workload.to_string(),
+        namespace: ns.to_string(),
+        result,
+    };
     Ok(pods
         .into_iter()
-        .map(|p| PodOutcome {
-            workload: workload.to_string(),
-            namespace: ns.to_string(),
-            result: Ok(p),
-        })
+        .map(|p| outcome(Ok(p)))
+        .chain(refusals.into_iter().map(|m| outcome(Err(m))))
         .collect())
+}
+
+/// How many Pods a workload asks for, as its controller sees it (`None` until a DaemonSet's
+/// controller has counted its nodes).
+fn wanted(kind: &str, obj: &kube::api::DynamicObject) -> Option<usize> {
+    let n = |p: &str| obj.data.pointer(p).and_then(Value::as_u64);
+    let want = match kind {
+        "DaemonSet" => n("/status/desiredNumberScheduled").filter(|&d| d > 0)?,
+        "Job" => n("/spec/parallelism").unwrap_or(1),
+        _ => n("/spec/replicas").unwrap_or(1),
+    };
+    usize::try_from(want).ok()
+}
+
+/// The message of the newest `FailedCreate` Event of the controller that makes `kind/name`'s
+/// Pods (a Deployment's ReplicaSets are named `<name>-<hash>`), without the controller's
+/// `Error creating: ` prefix.
+async fn failed_create(
+    events: &Api<k8s_openapi::api::core::v1::Event>,
+    kind: &str,
+    name: &str,
+) -> Option<String> {
+    let lp = ListParams::default().fields("reason=FailedCreate");
+    let mut found: Vec<_> = events
+        .list(&lp)
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .filter(|e| {
+            let o = &e.involved_object;
+            let on = o.name.as_deref().unwrap_or("");
+            match kind {
+                "Deployment" => {
+                    o.kind.as_deref() == Some("ReplicaSet")
+                        && on.strip_prefix(name).is_some_and(|r| r.starts_with('-'))
+                }
+                _ => o.kind.as_deref() == Some(kind) && on == name,
+            }
+        })
+        .collect();
+    found.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+    let msg = found.last()?.message.clone()?;
+    Some(
+        msg.strip_prefix("Error creating: ")
+            .unwrap_or(&msg)
+            .to_string(),
+    )
 }
 
 /// Places an unscheduled Pod on a node that its required node affinity and nodeSelector admit
 /// (the `spread`-th of them, to spread Pods over zones) and binds it, as the scheduler does.
 /// Returns the node, or `None` when no node admits the Pod.
+///
+/// Where a real scheduler runs ([`Env::has_controllers`]), it waits for the scheduler to bind
+/// the Pod instead (60 s; `None` if it does not).
 pub async fn schedule(env: &Env, pod: &Pod, spread: usize) -> Result<Option<String>> {
+    if env.has_controllers() {
+        return wait_scheduled(&env.client, pod).await;
+    }
     schedule_with(&env.client, pod, spread).await
+}
+
+/// Waits until `pod` is Running (its node ran the CNI chain), for up to `deadline`; the Pod as
+/// stored then. On a time-out the error names the node simulator's last CNI error for it.
+pub async fn wait_running(env: &Env, pod: &Pod, deadline: Duration) -> Result<Pod> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
+    let res = wait_for(&format!("{ns}/{name} to be Running"), deadline, || {
+        let (api, name) = (api.clone(), name.clone());
+        async move {
+            let p = api.get(&name).await.ok()?;
+            (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(p)
+        }
+    })
+    .await;
+    res.map_err(
+        |e| match env.nodes().and_then(|n| n.last_error(&ns, &name)) {
+            Some(why) => Error::Timeout {
+                what: format!("{ns}/{name} to be Running (the node's last CNI error: {why})"),
+                secs: deadline.as_secs_f64(),
+            },
+            None => e,
+        },
+    )
+}
+
+/// Waits until the scheduler has bound `pod`; its node, or `None` after 60 s.
+pub async fn wait_scheduled(client: &kube::Client, pod: &Pod) -> Result<Option<String>> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let res = wait_for(
+        &format!("the scheduler to bind {ns}/{name}"),
+        Duration::from_secs(60),
+        || {
+            let (api, name) = (api.clone(), name.clone());
+            async move { api.get(&name).await.ok()?.spec?.node_name }
+        },
+    )
+    .await;
+    match res {
+        Ok(n) => Ok(Some(n)),
+        Err(Error::Timeout { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// [`schedule`] with a client (for tasks that do not hold the environment).

@@ -418,7 +418,12 @@ fn check_installation(docs: &[Value], expected_images: &[&str]) {
                 kind.starts_with("Mutating"),
                 "{whn}: {path}"
             );
-            assert!(registered.insert(path.to_string()), "{path} twice");
+            // The guard's path serves two configurations (Pod UPDATE, and a Binding carrying
+            // the reservation annotation).
+            assert!(
+                registered.insert(path.to_string()) || whn == "pods-binding.validate.aipam.io",
+                "{path} twice"
+            );
         }
     }
     let served: BTreeSet<String> = aipam_webhook::Hook::ALL
@@ -943,7 +948,8 @@ async fn the_stand_in_accepts_the_installation_and_certgen_fills_the_ca_bundle()
             all
         };
         let first = bundles(&kubeconfig);
-        assert_eq!(first.len(), aipam_webhook::Hook::ALL.len());
+        // One webhook per hook, and the binding guard beside the update guard.
+        assert_eq!(first.len(), aipam_webhook::Hook::ALL.len() + 1);
         assert!(
             first.iter().all(|b| *b == ca),
             "every caBundle is the new CA"

@@ -89,15 +89,35 @@ spec: {subnet: 10.60.0.0/24, ips: [10.60.0.10-10.60.0.40], gateway: 10.60.0.1}
     .await
     .unwrap();
 
-    // One webhook replica killed: admission goes on through the other.
+    // One webhook replica killed: admission goes on through the other. On the real API
+    // server a create that was sent on a kept-alive connection to the killed replica fails
+    // ("failed calling webhook ... EOF"): kube-apiserver does not retry a webhook POST whose
+    // connection died, so a SIGKILLed replica costs the requests racing with its death, which
+    // the Pods' controllers retry. Such failures are counted and bounded; a refusal is not
+    // tolerated.
     env.kill("aipam-webhook-0").unwrap();
     assert!(!env.is_running("aipam-webhook-0"));
-    for _ in 0..4 {
-        let p = create_pod(&env)
-            .await
-            .expect("the surviving replica admits");
-        assert!(p.annotations().contains_key(RESERVATION), "reserved");
-        pods.push(p);
+    let mut lost = 0;
+    while pods.len() < 4 {
+        match create_pod(&env).await {
+            Ok(p) => {
+                assert!(p.annotations().contains_key(RESERVATION), "reserved");
+                pods.push(p);
+            }
+            Err(kube::Error::Api(e))
+                if env.has_controllers()
+                    && e.code == 500
+                    && e.message.contains("failed calling webhook")
+                    && lost < 2 =>
+            {
+                eprintln!(
+                    "create lost with the killed replica's connection: {}",
+                    e.message
+                );
+                lost += 1;
+            }
+            Err(e) => panic!("the surviving replica admits: {e}"),
+        }
     }
     assert!(env.log("aipam-webhook").contains("=== aipam-webhook-1 ==="));
 

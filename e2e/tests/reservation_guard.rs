@@ -71,6 +71,140 @@ async fn patch_annotation(
     })
 }
 
+/// A write that must be refused by the guard: 403 from our webhook, naming the annotation.
+fn refused(what: &str, res: Result<Pod, kube::Error>) {
+    match res {
+        Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains(ANNO_RESERVATION) => {}
+        Err(e) => panic!("{what}: expected the guard's 403, got {e}"),
+        Ok(p) => panic!(
+            "{what}: the write went through; the record is now {:?}",
+            p.annotations().get(ANNO_RESERVATION)
+        ),
+    }
+}
+
+async fn every_other_path_is_guarded(env: &Env, alice: &kube::Client, forged: &Reservation) {
+    let value = forged.to_annotation();
+    let pods: Api<Pod> = Api::namespaced(alice.clone(), "tenant");
+    let anno = json!({"metadata": {"annotations": {ANNO_RESERVATION: value}}});
+    refused(
+        "a strategic merge patch",
+        pods.patch(
+            "attacker",
+            &PatchParams::default(),
+            &Patch::Strategic(anno.clone()),
+        )
+        .await,
+    );
+    let op: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "replace", "path": "/metadata/annotations/aipam.io~1reservation", "value": value}
+    ]))
+    .unwrap();
+    refused(
+        "a JSON patch",
+        pods.patch("attacker", &PatchParams::default(), &Patch::<()>::Json(op))
+            .await,
+    );
+    let apply = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "attacker", "namespace": "tenant",
+            "annotations": {ANNO_RESERVATION: value}}});
+    refused(
+        "a server-side apply",
+        pods.patch(
+            "attacker",
+            &PatchParams::apply("alice").force(),
+            &Patch::Apply(apply),
+        )
+        .await,
+    );
+    // On a real server the scheduler and the node write the Pod too, so a read-modify-write can
+    // meet a 409 first; a user retries with a fresh read, and so do we (bounded).
+    let mut put = None;
+    for _ in 0..10 {
+        let mut whole = pods.get("attacker").await.unwrap();
+        whole
+            .annotations_mut()
+            .insert(ANNO_RESERVATION.to_string(), value.clone());
+        match pods
+            .replace("attacker", &PostParams::default(), &whole)
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => {
+                put = Some(other);
+                break;
+            }
+        }
+    }
+    refused(
+        "an update (PUT)",
+        put.expect("10 conflicts in a row on the attacker Pod"),
+    );
+    // pods/status keeps metadata changes on a real API server; the admin may write it.
+    let admin_pods: Api<Pod> = Api::namespaced(env.client.clone(), "tenant");
+    refused(
+        "a pods/status patch",
+        admin_pods
+            .patch_status(
+                "attacker",
+                &PatchParams::default(),
+                &Patch::Merge(anno.clone()),
+            )
+            .await,
+    );
+    // A Binding's annotations are copied onto the Pod it binds: a Pod not scheduled yet
+    // (no node matches its selector), bound by hand with the forged record.
+    let parked: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "parked", "namespace": "tenant", "annotations": {
+            "ipam.spidernet.io/ippool": "{\"ipv4\": [\"g\"]}"}},
+        "spec": {"nodeSelector": {"nowhere": "true"}, "containers": [{"name": "c", "image": "x"}]}
+    }))
+    .unwrap();
+    let parked = admin_pods
+        .create(&PostParams::default(), &parked)
+        .await
+        .unwrap();
+    let binding = json!({"apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": "parked", "namespace": "tenant",
+            "annotations": {ANNO_RESERVATION: value}},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
+    let res: Result<serde_json::Value, kube::Error> = admin_pods
+        .create_subresource("binding", "parked", &PostParams::default(), &binding)
+        .await;
+    let after = admin_pods.get("parked").await.unwrap();
+    assert_eq!(
+        after.annotations().get(ANNO_RESERVATION),
+        parked.annotations().get(ANNO_RESERVATION),
+        "a Binding rewrote the record of Pod parked (binding answered {res:?})"
+    );
+    match res {
+        Err(kube::Error::Api(e)) if e.code == 403 => {}
+        other => panic!("a Binding carrying a record: expected the guard's 403, got {other:?}"),
+    }
+    admin_pods
+        .delete("parked", &Default::default())
+        .await
+        .unwrap();
+    // Its claims go with it (the checks of the test's end count every claim).
+    let parked_id = record(&parked).id;
+    let claims: Api<SpiderIPClaim> = Api::all(env.client.clone());
+    wait_for(
+        "the parked Pod's claims to go",
+        Duration::from_secs(30),
+        || {
+            let (claims, id) = (claims.clone(), parked_id.clone());
+            async move {
+                let list = claims.list(&ListParams::default()).await.ok()?;
+                (!list.items.iter().any(|c| c.spec.reservation == id)).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_cannot_rewrite_a_pods_reservation_and_steals_nothing() {
     let env = Env::start(Options::default()).await.unwrap();
@@ -95,6 +229,15 @@ spec: {subnet: 10.70.0.0/24, ips: [10.70.0.10-10.70.0.20], gateway: 10.70.0.1}
     .unwrap()
     {
         env.apply(&d).await.unwrap();
+    }
+    if env.has_controllers() {
+        // Alice edits her namespace, as a tenant does (the real authorizer enforces it).
+        env.apply(&json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "alice-edit", "namespace": "tenant"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": ALICE}]}))
+            .await
+            .unwrap();
     }
     let alice = env.client_as(ALICE).await.unwrap();
     let attacker = create_pod(alice.clone(), "attacker").await;
@@ -163,10 +306,17 @@ spec: {subnet: 10.70.0.0/24, ips: [10.70.0.10-10.70.0.20], gateway: 10.70.0.1}
         .await
         .unwrap_err();
     assert!(
-        e.message.contains("user \"system:admin\" may not change"),
+        e.message
+            .contains(&format!("user \"{}\" may not change", env.admin_user())),
         "{}",
         e.message
     );
+    // Every other way of writing a Pod's annotations (each patch type, a full update, the
+    // status subresource, and a Binding, whose annotations the API server copies onto the
+    // Pod) is refused too: checked on the real API server, whose paths these are.
+    if env.has_controllers() {
+        every_other_path_is_guarded(&env, &alice, &forged).await;
+    }
 
     // Nor can she create a Pod that brings the record along: it gets a reservation of its own.
     let thief = create_pod_with(alice.clone(), "thief", Some(forged.to_annotation())).await;

@@ -479,7 +479,7 @@ fn admission_goes_through_the_service_over_https_only() {
             );
         }
     }
-    assert_eq!(n, 7);
+    assert_eq!(n, 8);
 }
 
 /// The Pod UPDATE guard of the reservation annotation (docs/threat-model.md) fails closed: with
@@ -495,21 +495,41 @@ fn the_reservation_guard_fails_closed_and_exempts_only_the_operator() {
         .flat_map(|(_, d)| d["webhooks"].as_array().unwrap())
         .filter(|w| w["clientConfig"]["service"]["path"] == "/validate-pod-update")
         .collect();
-    assert_eq!(guards.len(), 1);
-    let w = guards[0];
-    assert_eq!(w["failurePolicy"], "Fail");
+    // The update guard (Pods and pods/status, which keeps metadata changes on a real API
+    // server) and the binding guard (a Binding's annotations are copied onto its Pod).
+    assert_eq!(guards.len(), 2);
+    let by_name = |n: &str| {
+        *guards
+            .iter()
+            .find(|w| w["name"] == n)
+            .unwrap_or_else(|| panic!("no webhook {n}"))
+    };
+    let w = by_name("pods-update.validate.aipam.io");
+    let b = by_name("pods-binding.validate.aipam.io");
+    for g in [w, b] {
+        assert_eq!(g["failurePolicy"], "Fail", "{}", g["name"]);
+        let conditions = g["matchConditions"].as_array().unwrap();
+        assert_eq!(conditions.len(), 2, "{}", g["name"]);
+        assert_eq!(
+            conditions[1]["expression"].as_str().unwrap(),
+            format!(
+                "request.userInfo.username != '{}'",
+                aipam_webhook::pod_guard::DEFAULT_OPERATOR_USER
+            )
+        );
+    }
     assert_eq!(strs(&w["rules"][0]["operations"]), vec!["UPDATE"]);
-    assert_eq!(strs(&w["rules"][0]["resources"]), vec!["pods"]);
-    let conditions = w["matchConditions"].as_array().unwrap();
-    assert_eq!(conditions.len(), 2);
-    let exempt = conditions[1]["expression"].as_str().unwrap();
     assert_eq!(
-        exempt,
-        format!(
-            "request.userInfo.username != '{}'",
-            aipam_webhook::pod_guard::DEFAULT_OPERATOR_USER
-        )
+        strs(&w["rules"][0]["resources"]),
+        vec!["pods", "pods/status"]
     );
+    assert_eq!(strs(&b["rules"][0]["operations"]), vec!["CREATE"]);
+    assert_eq!(strs(&b["rules"][0]["resources"]), vec!["pods/binding"]);
+    assert!(b["matchConditions"][0]["expression"]
+        .as_str()
+        .unwrap()
+        .contains("'aipam.io/reservation' in object.metadata.annotations"));
+    let conditions = w["matchConditions"].as_array().unwrap();
     let changes = conditions[0]["expression"].as_str().unwrap();
     assert!(
         changes.contains("object.metadata.annotations['aipam.io/reservation'] != oldObject.metadata.annotations['aipam.io/reservation']"),

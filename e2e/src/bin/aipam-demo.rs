@@ -1,6 +1,10 @@
-//! The local demo: the API stand-in, the webhook and the operator as processes, the sample
-//! manifests applied, Pods admitted (or refused), scheduled, and their addresses read back by
-//! the real CNI binary, then printed as `kubectl get` shows them. Leaves nothing running.
+//! The local demo: a real control plane (etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler), simulated nodes, the webhook and the operator as processes, the sample
+//! manifests applied, Pods made by the real controllers and admitted (or refused), placed by
+//! the real scheduler, their networks set up by the nodes with the real `bridge` plugin and our
+//! `spiderpool` IPAM binary, then printed as `kubectl get` shows them. Leaves nothing running.
+//! `E2E_API=stand-in` runs it on the API stand-in instead (the harness plays the controllers,
+//! the scheduler and the CNI runtime).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,7 +15,7 @@ use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool};
 use aipam_e2e::cni::{self, CniOutcome};
 use aipam_e2e::env::{describe, yaml_docs};
 use aipam_e2e::kubectl::kubectl;
-use aipam_e2e::sim::{run_workload, schedule};
+use aipam_e2e::sim::{run_workload, schedule, wait_running};
 use aipam_e2e::{repo, wait_for, Env, Options};
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
@@ -128,7 +132,11 @@ async fn wait_counted(env: &Env, pools: &[String]) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    println!("aipam local demo: API stand-in + aipam-webhook + aipam-operator + the spiderpool CNI binary");
+    if aipam_e2e::env::use_stand_in() {
+        println!("aipam local demo: API stand-in + aipam-webhook + aipam-operator + the spiderpool CNI binary");
+    } else {
+        println!("aipam local demo: a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler; built on first use, about 10 minutes) + simulated nodes + aipam-webhook + aipam-operator + the spiderpool CNI binary under the bridge plugin");
+    }
     let env = Env::start(Options::default()).await.context(
         "starting the environment (build the binaries first: cargo build --workspace --bins)",
     )?;
@@ -230,8 +238,72 @@ async fn run(env: &Env) -> Result<()> {
         }
     }
 
-    println!("\n== 4. CNI ADD through the real spiderpool binary (it reads the SpiderEndpoint)");
-    for pod in &admitted {
+    if env.nodes().is_some() {
+        println!("\n== 4. The nodes run CNI ADD: the bridge plugin, with the spiderpool IPAM binary reading the SpiderEndpoint");
+        running_pods(env, &admitted).await?;
+    } else {
+        println!(
+            "\n== 4. CNI ADD through the real spiderpool binary (it reads the SpiderEndpoint)"
+        );
+        read_back(env, &admitted).await?;
+    }
+    finish(env, &pools, &admitted).await
+}
+
+/// Waits for each Pod to be Running (its node ran the CNI chain) and prints what each
+/// interface got, then the addresses inside one Pod's network namespace.
+async fn running_pods(env: &Env, admitted: &[Pod]) -> Result<()> {
+    let Some(nodes) = env.nodes() else {
+        return Ok(());
+    };
+    for pod in admitted {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let running = wait_running(env, pod, Duration::from_secs(60)).await?;
+        let node = running
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        for i in nodes.interfaces(&ns, &name).unwrap_or_default() {
+            let gw: Vec<&str> = i.result["ips"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|ip| ip["gateway"].as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "   {ns}/{name} on {node}, {} ({}): {} gw {}",
+                i.ifname,
+                i.network,
+                i.ips.join(", "),
+                if gw.is_empty() {
+                    "-".to_string()
+                } else {
+                    gw.join(", ")
+                }
+            );
+        }
+    }
+    if let Some(pod) = admitted.first() {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let netns = aipam_e2e::node::pod_netns_name(&uid);
+        println!(
+            "\n$ ip netns exec {netns} ip -brief address    # inside {}",
+            pod.metadata.name.clone().unwrap_or_default()
+        );
+        match std::process::Command::new("ip")
+            .args(["netns", "exec", &netns, "ip", "-brief", "address"])
+            .output()
+        {
+            Ok(o) => print!("{}", String::from_utf8_lossy(&o.stdout)),
+            Err(e) => println!("(ip failed: {e})"),
+        }
+    }
+    Ok(())
+}
+
+/// Runs the CNI binary's ADD for each interface of each Pod, as a runtime would (stand-in).
+async fn read_back(env: &Env, admitted: &[Pod]) -> Result<()> {
+    for pod in admitted {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -284,7 +356,11 @@ async fn run(env: &Env) -> Result<()> {
         }
     }
 
-    wait_counted(env, &pools).await?;
+    Ok(())
+}
+
+async fn finish(env: &Env, pools: &[String], admitted: &[Pod]) -> Result<()> {
+    wait_counted(env, pools).await?;
     show(
         &env.kubeconfig,
         "pools, counted by the operator",
@@ -320,8 +396,13 @@ async fn run(env: &Env) -> Result<()> {
             .map(|r| r.id)
             .with_context(|| format!("{ns}/{name} has no reservation record"))?;
         let api: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
-        api.delete(&name, &DeleteParams::default().grace_period(0))
-            .await?;
+        // Graceful on a real control plane: the node runs CNI DEL, then removes the Pod.
+        let dp = if env.has_controllers() {
+            DeleteParams::default()
+        } else {
+            DeleteParams::default().grace_period(0)
+        };
+        api.delete(&name, &dp).await?;
         let claims: Api<SpiderIPClaim> = Api::all(env.client.clone());
         wait_for(
             &format!("the claims of {ns}/{name} to be released"),
@@ -337,7 +418,7 @@ async fn run(env: &Env) -> Result<()> {
         )
         .await?;
         println!("   deleted {ns}/{name}; its claims are gone");
-        wait_counted(env, &pools).await?;
+        wait_counted(env, pools).await?;
         show(
             &env.kubeconfig,
             "counts after the release",
