@@ -80,13 +80,13 @@ async fn measure(
     sizes: &Sizes,
     health: &[std::net::SocketAddr],
 ) -> Result<(Load, BTreeMap<String, u64>, replicas::Scrape)> {
-    let before = common::stand_in(env)?.write_counts();
+    let before = env.write_counts().await?;
     let m0 = replicas::scrape(health)?;
     let load = common::create_pods(&env.client, ns, sizes.pods, sizes.concurrency, move |_| {
         template.clone()
     })
     .await?;
-    let writes = common::write_delta(&before, &common::stand_in(env)?.write_counts());
+    let writes = common::write_delta(&before, &env.write_counts().await?);
     let m1 = replicas::scrape(health)?;
     Ok((load, writes, m1.minus(&m0)))
 }
@@ -259,8 +259,10 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
         .collect();
     table(
         &format!(
-            "admission: {} Pods per row, {} concurrent creates, through the stand-in (operator off)",
-            sizes.pods, sizes.concurrency
+            "admission: {} Pods per row, {} concurrent creates, through {} (operator off)",
+            sizes.pods,
+            sizes.concurrency,
+            aipam_e2e::env::api_in_use()
         ),
         &[
             "replicas",

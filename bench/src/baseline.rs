@@ -428,12 +428,12 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
         .await?;
         let template = common::pod(ns, "ours", json!({}));
         common::wait_admits(&env.client, ns, &template, 1).await?;
-        let before = common::stand_in(&env)?.write_counts();
+        let before = env.write_counts().await?;
         let load = common::create_pods(&env.client, ns, sizes.pods, sizes.concurrency, move |_| {
             template.clone()
         })
         .await?;
-        let writes = common::write_delta(&before, &common::stand_in(&env)?.write_counts());
+        let writes = common::write_delta(&before, &env.write_counts().await?);
         env.stop().await;
         DesignRun { load, writes }
     };
@@ -477,12 +477,12 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
         })
         .await?;
         let s0: Value = serde_json::from_str(&common::http_get(proc.stats, "/stats")?)?;
-        let before = common::stand_in(&env)?.write_counts();
+        let before = env.write_counts().await?;
         let load = common::create_pods(&env.client, ns, sizes.pods, sizes.concurrency, move |_| {
             template.clone()
         })
         .await?;
-        let writes = common::write_delta(&before, &common::stand_in(&env)?.write_counts());
+        let writes = common::write_delta(&before, &env.write_counts().await?);
         let s1: Value = serde_json::from_str(&common::http_get(proc.stats, "/stats")?)?;
         let d = |k: &str| {
             s1.get(k).and_then(Value::as_u64).unwrap_or(0)

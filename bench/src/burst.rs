@@ -97,8 +97,14 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
     let d = Stats::of(&done_at);
     table(
         &format!(
-            "burst: {} Deployments x {} replicas created at once (simulated controllers), operator running",
-            sizes.deployments, sizes.replicas
+            "burst: {} Deployments x {} replicas created at once (controllers: {}), operator running",
+            sizes.deployments,
+            sizes.replicas,
+            if aipam_e2e::env::use_stand_in() {
+                "simulated"
+            } else {
+                "kube-controller-manager"
+            }
         ),
         &["Pods", "reserved", "refused", "new claims", "time to all reserved", "Pods/s", "Deployment done p50 / p99"],
         &[vec![

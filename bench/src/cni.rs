@@ -1,5 +1,7 @@
-//! Item 6: the CNI binary `spiderpool` — whole-process time of ADD against the stand-in on
-//! loopback, peak memory of the process, stripped binary size.
+//! Item 6: the CNI binary `spiderpool` — whole-process time of ADD against the API server on
+//! loopback, peak memory of the process, stripped binary size; beside it (issue 15, item 5),
+//! Debian's `host-local` IPAM plugin run the same way, in the same run, on the same machine:
+//! the floor of an IPAM plugin process that reads no API.
 
 use std::io::Write;
 use std::path::Path;
@@ -27,6 +29,8 @@ struct Invocation {
     bin: std::path::PathBuf,
     conf: String,
     env: Vec<(String, String)>,
+    /// Give each run its own `CNI_CONTAINERID` (host-local allocates one address per id).
+    fresh_ids: Option<std::sync::atomic::AtomicUsize>,
 }
 
 impl Invocation {
@@ -39,8 +43,12 @@ impl Invocation {
             }
             None => Command::new(&self.bin),
         };
-        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::piped())
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(n) = &self.fresh_ids {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            c.env("CNI_CONTAINERID", format!("bench-host-local-{i}"));
+        }
+        c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         c
@@ -52,7 +60,7 @@ impl Invocation {
         let mut child = self
             .command(wrapper)
             .spawn()
-            .context("starting spiderpool")?;
+            .with_context(|| format!("starting {}", self.bin.display()))?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin.write_all(self.conf.as_bytes())?;
         }
@@ -60,7 +68,8 @@ impl Invocation {
         let took = t.elapsed();
         let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
             format!(
-                "spiderpool's stdout: {} (stderr: {})",
+                "{}'s stdout: {} (stderr: {})",
+                self.bin.display(),
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             )
@@ -140,6 +149,25 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
             ),
         ],
         bin: bin.clone(),
+        fresh_ids: None,
+    };
+    // host-local, the IPAM plugin that reads no API, run the same way on the same machine.
+    let host_local = Invocation {
+        bin: "/usr/lib/cni/host-local".into(),
+        conf: json!({
+            "cniVersion": "1.0.0", "name": "bench-host-local", "type": "macvlan",
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.21.0.0/16"}]],
+                     "dataDir": env.dir().join("host-local").display().to_string()}
+        })
+        .to_string(),
+        env: inv
+            .env
+            .iter()
+            .filter(|(k, _)| k != "CNI_CONTAINERID" && k != "CNI_PATH")
+            .cloned()
+            .chain([("CNI_PATH".to_string(), "/usr/lib/cni".to_string())])
+            .collect(),
+        fresh_ids: Some(Default::default()),
     };
     // Warm-up (page cache, the stand-in's first TLS sessions), then the timed runs, one after
     // another as a runtime calls the plugin.
@@ -157,6 +185,16 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
         .await??
     };
     let stats = Stats::of(&timed);
+    for _ in 0..3 {
+        host_local.run(None)?;
+    }
+    let hl_timed = tokio::task::spawn_blocking(move || -> Result<Vec<Duration>> {
+        (0..runs)
+            .map(|_| host_local.run(None).map(|r| r.0))
+            .collect()
+    })
+    .await??;
+    let hl = Stats::of(&hl_timed);
     // Peak memory, per process, with /usr/bin/time (when present).
     let mem_runs = sizes.mem_runs;
     let peak_kib: Option<Vec<u64>> = if Path::new("/usr/bin/time").is_file() {
@@ -199,7 +237,10 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
 
     let mb = |b: u64| format!("{:.2} MB", b as f64 / 1e6);
     table(
-        "cni: the spiderpool binary, ADD against the stand-in on loopback",
+        &format!(
+            "cni: the spiderpool binary, ADD against {} on loopback",
+            aipam_e2e::env::api_in_use()
+        ),
         &["what", "figure"],
         &[
             vec![
@@ -207,6 +248,15 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
                 format!(
                     "median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
                     stats.p50_ms, stats.p99_ms, stats.max_ms
+                ),
+            ],
+            vec![
+                format!("host-local ADD whole process, same run, {} runs", hl.n),
+                format!(
+                    "median {:.2} ms, p99 {:.2} ms (ours / host-local median: {:.2}x)",
+                    hl.p50_ms,
+                    hl.p99_ms,
+                    stats.p50_ms / hl.p50_ms.max(1e-9)
                 ),
             ],
             vec![
@@ -229,6 +279,8 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
     );
     let out = json!({
         "add": stats.json(),
+        "host_local_add": hl.json(),
+        "ratio_add_p50_ours_over_host_local": r3(stats.p50_ms / hl.p50_ms.max(1e-9)),
         "peak_rss_kib": {"median": peak_med, "max": peak_max, "runs": mem_runs},
         "binary_bytes": size, "stripped_bytes": stripped_size,
         "result_ips": first.get("ips").cloned().unwrap_or(Value::Null),

@@ -205,6 +205,19 @@ pub fn machine() -> Value {
     json!({"cpus": cpus, "cpu_model": model, "loadavg": load, "build": profile})
 }
 
+/// Resident memory of process `pid` in MiB (`VmRSS` of `/proc/PID/status`).
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = text
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
 /// Prints one figure table: a title and aligned rows.
 pub fn table(title: &str, header: &[&str], rows: &[Vec<String>]) {
     let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -346,10 +359,4 @@ pub fn write_delta(
             (d > 0).then(|| (k.clone(), d))
         })
         .collect()
-}
-
-/// The stand-in behind an environment.
-pub fn stand_in(env: &Env) -> Result<&aipam_apiserver::ApiServerHandle> {
-    env.stand_in()
-        .ok_or_else(|| anyhow!("the benches need the API stand-in (unset E2E_KUBECONFIG)"))
 }

@@ -13,8 +13,11 @@ mod burst;
 mod cni;
 mod common;
 mod contention;
+mod exhaustion;
+mod huge;
 mod release;
 mod replicas;
+mod running;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +79,37 @@ enum Cmd {
         #[arg(long)]
         pods: Option<usize>,
     },
+    /// Issue 15, item 1: Deployments x replicas over simulated nodes, time to every Pod
+    /// Running, beside host-local and Whereabouts (each on a fresh real control plane).
+    Running {
+        #[arg(long)]
+        deployments: Option<usize>,
+        #[arg(long)]
+        replicas: Option<usize>,
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Seconds one IPAM may take before its row says what it reached.
+        #[arg(long)]
+        deadline: Option<u64>,
+        /// Only these IPAMs (host-local, ours, ours-3, whereabouts), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+    /// Issue 15, item 2: a pool one address short of a Deployment's replicas, per IPAM: what
+    /// the user sees, how fast, and what is held after the Deployment is deleted.
+    Exhaustion {
+        #[arg(long)]
+        replicas: Option<usize>,
+    },
+    /// Issue 15, item 3: time per allocation in a /8 and a /64 with many live addresses
+    /// against an empty /24, per IPAM.
+    Huge {
+        /// Live addresses in the /8 and the /64.
+        #[arg(long)]
+        live: Option<usize>,
+        #[arg(long)]
+        allocations: Option<usize>,
+    },
     /// The baseline webhook process (started by `baseline`).
     #[command(hide = true)]
     ServeBaseline {
@@ -132,6 +166,39 @@ impl Plan {
             mem_runs: (runs / 10).clamp(3, 20),
         }
     }
+    fn running(
+        &self,
+        deployments: Option<usize>,
+        replicas: Option<usize>,
+        nodes: Option<usize>,
+        deadline: Option<u64>,
+        only: &[String],
+    ) -> running::Sizes {
+        let nodes = nodes.unwrap_or(if self.quick { 2 } else { 10 });
+        let peers = running::all_peers(nodes)
+            .into_iter()
+            .filter(|p| only.is_empty() || only.iter().any(|o| *o == p.key()))
+            .collect();
+        running::Sizes {
+            deployments: deployments.unwrap_or(if self.quick { 3 } else { 100 }),
+            replicas: replicas.unwrap_or(if self.quick { 3 } else { 10 }),
+            nodes,
+            deadline: Duration::from_secs(deadline.unwrap_or(if self.quick { 120 } else { 900 })),
+            peers,
+        }
+    }
+    fn exhaustion(&self, replicas: Option<usize>) -> exhaustion::Sizes {
+        exhaustion::Sizes {
+            replicas: replicas.unwrap_or(if self.quick { 3 } else { 10 }).max(2),
+            deadline: Duration::from_secs(120),
+        }
+    }
+    fn huge(&self, live: Option<usize>, allocations: Option<usize>) -> huge::Sizes {
+        huge::Sizes {
+            live: live.unwrap_or(if self.quick { 50 } else { 10_000 }),
+            allocations: allocations.unwrap_or(if self.quick { 5 } else { 50 }),
+        }
+    }
     fn release(&self, pods: Option<usize>) -> release::Sizes {
         release::Sizes {
             pods: pods.unwrap_or(if self.quick { 10 } else { 200 }),
@@ -156,6 +223,24 @@ async fn main() -> Result<()> {
             contention::run(plan.contention(None)).await?;
             cni::run(plan.cni(None)).await?;
             release::run(plan.release(None)).await?;
+            running::run(plan.running(None, None, None, None, &[])).await?;
+            exhaustion::run(plan.exhaustion(None)).await?;
+            huge::run(plan.huge(None, None)).await?;
+        }
+        Cmd::Huge { live, allocations } => {
+            huge::run(plan.huge(live, allocations)).await?;
+        }
+        Cmd::Exhaustion { replicas } => {
+            exhaustion::run(plan.exhaustion(replicas)).await?;
+        }
+        Cmd::Running {
+            deployments,
+            replicas,
+            nodes,
+            deadline,
+            only,
+        } => {
+            running::run(plan.running(deployments, replicas, nodes, deadline, &only)).await?;
         }
         Cmd::Admission { pods } => {
             admission::run(plan.admission(pods)).await?;

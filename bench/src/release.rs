@@ -55,7 +55,7 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
     let probe_pod = common::pod(ns, "probe", json!({}));
     common::wait_admits(&env.client, ns, &probe_pod, 1).await?;
     let template = common::pod(ns, "rel", json!({}));
-    let writes_before = common::stand_in(&env)?.write_counts();
+    let writes_before = env.write_counts().await?;
     let load =
         common::create_pods(&env.client, ns, sizes.pods, 8, move |_| template.clone()).await?;
     if load.pods.len() != sizes.pods {
@@ -184,7 +184,7 @@ pub async fn run(sizes: Sizes) -> Result<Value> {
         async move { (eps.list(&ListParams::default()).await.ok()?.items.len() <= 1).then_some(()) }
     })
     .await?;
-    let life_writes = common::write_delta(&writes_before, &common::stand_in(&env)?.write_counts());
+    let life_writes = common::write_delta(&writes_before, &env.write_counts().await?);
     watch.abort();
     let g = gone.lock().map_err(|_| anyhow!("poisoned"))?.clone();
     let mut lat = Vec::new();

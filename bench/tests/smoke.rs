@@ -47,6 +47,9 @@ fn quick_suite_serves_every_pod_with_consistent_counts() {
         "contention",
         "cni",
         "release",
+        "running",
+        "exhaustion",
+        "huge",
     ] {
         assert!(lines.contains_key(b), "no JSON line for {b}:\n{stdout}");
     }
@@ -116,4 +119,57 @@ fn quick_suite_serves_every_pod_with_consistent_counts() {
     let rel = &lines["release"];
     assert_eq!(u(rel, "/released"), u(rel, "/claims"));
     assert_eq!(u(rel, "/claims"), u(rel, "/pods"));
+
+    // Time to Running: every IPAM (host-local, ours x 1 and 3, Whereabouts) brought every Pod
+    // Running with distinct addresses, one address held per Pod, and all given back.
+    let run = &lines["running"];
+    let rows = run["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{run}");
+    for row in rows {
+        assert_eq!(u(row, "/running"), u(row, "/pods"), "{row}");
+        assert_eq!(u(row, "/duplicates"), 0, "{row}");
+        assert_eq!(u(row, "/held_while_running"), u(row, "/pods"), "{row}");
+        assert_eq!(u(row, "/held_after_delete"), 0, "{row}");
+        assert!(f(row, "/create_to_running/p50_ms") > 0.0, "{row}");
+    }
+    // Ours writes claims, the peers do not; only Whereabouts takes Leases.
+    assert!(f(&rows[1], "/writes_per_pod/ipam") >= 1.0, "{run}");
+    assert_eq!(f(&rows[0], "/writes_per_pod/ipam"), 0.0, "{run}");
+
+    // Exhaustion: ours refuses the one Pod too many at create with the reason; the peers leave
+    // it created and failing in its sandbox; nothing held after the delete.
+    let ex = &lines["exhaustion"];
+    for row in ex["rows"].as_array().unwrap() {
+        assert_eq!(u(row, "/running"), u(row, "/addresses"), "{row}");
+        assert_eq!(u(row, "/held_after_delete"), 0, "{row}");
+        let sees = row["what_the_user_sees"].as_str().unwrap();
+        if row["ipam"].as_str().unwrap().starts_with("ours") {
+            assert_eq!(sees, "FailedCreate", "{row}");
+            // The reason names the full pool: "all N addresses are in use" when the webhook's
+            // cache already saw it full, "no free address left" when the pick found it so.
+            let message = row["message"].as_str().unwrap();
+            assert!(
+                message.contains("addresses are in use") || message.contains("no free address"),
+                "{row}"
+            );
+            assert_eq!(u(row, "/created"), u(row, "/addresses"), "{row}");
+        } else {
+            assert_eq!(sees, "FailedCreatePodSandBox", "{row}");
+            assert_eq!(u(row, "/stuck_pods"), 1, "{row}");
+        }
+    }
+
+    // Huge pools: every IPAM allocated in every shape (a failed allocation fails the bench).
+    let huge = &lines["huge"];
+    let rows = huge["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{huge}");
+    for row in rows {
+        for shape in ["p24", "p8", "p64"] {
+            assert_eq!(
+                u(row, &format!("/{shape}/n")),
+                u(huge, "/allocations"),
+                "{row}"
+            );
+        }
+    }
 }
