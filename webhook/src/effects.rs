@@ -8,19 +8,27 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::Value;
 
 /// A side effect that failed; the message says which call and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Kubernetes API: {0}")]
-pub struct EffectError(pub String);
+pub enum EffectError {
+    /// The call failed.
+    #[error("Kubernetes API: {0}")]
+    Api(String),
+    /// The API server kept answering 429 Too Many Requests (its priority and fairness
+    /// shedding load) for as long as the call could wait.
+    #[error("Kubernetes API overloaded: {0}")]
+    Overloaded(String),
+}
 
 /// The outcome of creating a claim or an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +36,18 @@ pub enum Created {
     /// It is ours.
     Created,
     /// One of that name exists (for a claim: somebody holds the address).
+    AlreadyExists,
+}
+
+/// What a claim create did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimCreated {
+    /// Made, with the UID the API server gave it: a rollback deletes that object only.
+    Created {
+        /// `metadata.uid` of the new claim.
+        uid: Option<String>,
+    },
+    /// One of that name exists: somebody holds the address.
     AlreadyExists,
 }
 
@@ -42,14 +62,21 @@ pub struct ControllerObject {
 
 /// Everything the Pod hooks do to the cluster besides reading the cache.
 pub trait Effects: Send + Sync + 'static {
-    /// Creates a claim; a name already taken is [`Created::AlreadyExists`], not an error.
+    /// Creates a claim; a name already taken is [`ClaimCreated::AlreadyExists`], not an error.
     fn create_claim(
         &self,
         claim: &SpiderIPClaim,
-    ) -> impl Future<Output = Result<Created, EffectError>> + Send;
+    ) -> impl Future<Output = Result<ClaimCreated, EffectError>> + Send;
 
-    /// Deletes a claim; one already gone is fine.
-    fn delete_claim(&self, name: &str) -> impl Future<Output = Result<(), EffectError>> + Send;
+    /// Deletes a claim, only as the object of that `uid` when one is given (a precondition the
+    /// API server checks): between this request's create and its rollback the claim can have
+    /// been collected and the address claimed anew under the same name by another admission,
+    /// whose claim must stay. One already gone, or another object now, is fine.
+    fn delete_claim(
+        &self,
+        name: &str,
+        uid: Option<&str>,
+    ) -> impl Future<Output = Result<(), EffectError>> + Send;
 
     /// Moves a claim from reservation `from` to reservation `to` (label and spec), only while
     /// it still belongs to `from` (checked by the API server, atomically): of two admissions
@@ -119,11 +146,15 @@ impl<E: Effects> Effects for Arc<E> {
     fn create_claim(
         &self,
         claim: &SpiderIPClaim,
-    ) -> impl Future<Output = Result<Created, EffectError>> + Send {
+    ) -> impl Future<Output = Result<ClaimCreated, EffectError>> + Send {
         (**self).create_claim(claim)
     }
-    fn delete_claim(&self, name: &str) -> impl Future<Output = Result<(), EffectError>> + Send {
-        (**self).delete_claim(name)
+    fn delete_claim(
+        &self,
+        name: &str,
+        uid: Option<&str>,
+    ) -> impl Future<Output = Result<(), EffectError>> + Send {
+        (**self).delete_claim(name, uid)
     }
     fn get_controller(
         &self,
@@ -162,10 +193,83 @@ pub fn nad_resource() -> ApiResource {
     )
 }
 
+/// How a call that the API server answers 429 Too Many Requests is retried: the server's
+/// `Retry-After` when it gives one, else a doubling delay, each with jitter and never past the
+/// budget nor the review's deadline ([`REVIEW_DEADLINE`]). The client's own retry layer must be
+/// off (`kube::Config::default_retry`): kube's default retries a 429 up to 15 times with
+/// waits growing to minutes, which kept admissions past their timeout on a real API server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Overload {
+    /// How long one call may go on retrying, all waits included.
+    pub budget: Duration,
+    /// The first wait when the server gives no hint.
+    pub first_delay: Duration,
+    /// No wait is longer.
+    pub max_delay: Duration,
+}
+
+impl Default for Overload {
+    fn default() -> Self {
+        Overload {
+            budget: Duration::from_secs(3),
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Overload {
+    /// The wait before the next try after the `attempt`-th 429 (from 1), `elapsed` into the
+    /// call, with `retry_after` the server's hint and `jitter` in `[0, 1)` (the wait is drawn
+    /// in its upper half, so that admissions shed together do not come back together); `None`
+    /// when the wait would pass the budget: give up.
+    pub fn delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        elapsed: Duration,
+        jitter: f64,
+    ) -> Option<Duration> {
+        let doubling = self
+            .first_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let base = retry_after.unwrap_or(doubling).min(self.max_delay);
+        let wait = base.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
+        (elapsed + wait <= self.budget).then_some(wait)
+    }
+}
+
+tokio::task_local! {
+    /// When the admission review being answered must be answered by ([`crate::App`] sets it
+    /// around each review): retries of 429s end before it, leaving time to roll back and to
+    /// answer, so that the answer is the overload refusal rather than a timeout.
+    pub static REVIEW_DEADLINE: Instant;
+}
+
+/// What is kept free of retries before a review's deadline (the rollback and the answer).
+const DEADLINE_RESERVE: Duration = Duration::from_millis(500);
+
+/// The server's retry hint of a 429 answer (`details.retryAfterSeconds` of its Status), when
+/// it is one. Priority and fairness sends its hint as a `Retry-After` header with a plain-text
+/// body, which `kube::Error` does not carry: its 429s get the doubling delay.
+fn throttled(e: &kube::Error) -> Option<Option<Duration>> {
+    match e {
+        kube::Error::Api(s) if s.code == 429 => Some(
+            s.details
+                .as_ref()
+                .map(|d| d.retry_after_seconds)
+                .filter(|&n| n > 0)
+                .map(|n| Duration::from_secs(u64::from(n))),
+        ),
+        _ => None,
+    }
+}
+
 /// [`Effects`] over the Kubernetes API.
 #[derive(Clone)]
 pub struct KubeEffects {
     client: kube::Client,
+    overload: Overload,
 }
 
 impl std::fmt::Debug for KubeEffects {
@@ -175,14 +279,73 @@ impl std::fmt::Debug for KubeEffects {
 }
 
 impl KubeEffects {
-    /// Over this client.
+    /// Over this client, retrying 429s as [`Overload::default`] says.
     pub fn new(client: kube::Client) -> KubeEffects {
-        KubeEffects { client }
+        KubeEffects {
+            client,
+            overload: Overload::default(),
+        }
+    }
+
+    /// With another retry of 429s.
+    pub fn with_overload(mut self, overload: Overload) -> KubeEffects {
+        self.overload = overload;
+        self
+    }
+
+    /// Runs `call`, again after each 429 while [`Overload::delay`] allows; the last answer.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let start = Instant::now();
+        let mut overload = self.overload;
+        if let Ok(deadline) = REVIEW_DEADLINE.try_with(|d| *d) {
+            let left = deadline
+                .saturating_duration_since(start)
+                .saturating_sub(DEADLINE_RESERVE);
+            overload.budget = overload.budget.min(left);
+        }
+        let mut attempt = 0u32;
+        loop {
+            let e = match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let Some(hint) = throttled(&e) else {
+                return Err(e);
+            };
+            attempt += 1;
+            let jitter = f64::from(start.elapsed().subsec_nanos() % 1000) / 1000.0;
+            match overload.delay(attempt, hint, start.elapsed(), jitter) {
+                Some(wait) => {
+                    tracing::debug!(
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "API server answered 429 Too Many Requests; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                None => return Err(e),
+            }
+        }
     }
 }
 
+/// The error of a call: a 429 that outlived the retries is [`EffectError::Overloaded`].
 fn api_err(what: &str, e: kube::Error) -> EffectError {
-    EffectError(format!("{what}: {e}"))
+    if throttled(&e).is_some() {
+        let said = match &e {
+            kube::Error::Api(s) if !s.message.is_empty() => format!(" ({})", s.message),
+            _ => String::new(),
+        };
+        EffectError::Overloaded(format!(
+            "{what}: the API server answered 429 Too Many Requests{said} and still did after retrying for as long as an admission can wait; it is shedding load, retry later"
+        ))
+    } else {
+        EffectError::Api(format!("{what}: {e}"))
+    }
 }
 
 fn is_status(e: &kube::Error, check: impl Fn(&kube::core::Status) -> bool) -> bool {
@@ -190,12 +353,15 @@ fn is_status(e: &kube::Error, check: impl Fn(&kube::core::Status) -> bool) -> bo
 }
 
 impl Effects for KubeEffects {
-    async fn create_claim(&self, claim: &SpiderIPClaim) -> Result<Created, EffectError> {
+    async fn create_claim(&self, claim: &SpiderIPClaim) -> Result<ClaimCreated, EffectError> {
         let api: Api<SpiderIPClaim> = Api::all(self.client.clone());
-        match api.create(&PostParams::default(), claim).await {
-            Ok(_) => Ok(Created::Created),
+        let pp = PostParams::default();
+        match self.retrying(|| api.create(&pp, claim)).await {
+            Ok(made) => Ok(ClaimCreated::Created {
+                uid: made.metadata.uid,
+            }),
             Err(e) if is_status(&e, |s| s.is_already_exists() || s.code == 409) => {
-                Ok(Created::AlreadyExists)
+                Ok(ClaimCreated::AlreadyExists)
             }
             Err(e) => Err(api_err(
                 &format!(
@@ -207,11 +373,19 @@ impl Effects for KubeEffects {
         }
     }
 
-    async fn delete_claim(&self, name: &str) -> Result<(), EffectError> {
+    async fn delete_claim(&self, name: &str, uid: Option<&str>) -> Result<(), EffectError> {
         let api: Api<SpiderIPClaim> = Api::all(self.client.clone());
-        match api.delete(name, &DeleteParams::default()).await {
+        let dp = DeleteParams {
+            preconditions: uid.map(|u| Preconditions {
+                uid: Some(u.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.retrying(|| api.delete(name, &dp)).await {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, |s| s.is_not_found()) => Ok(()),
+            // Gone, or (409: the UID precondition failed) another claim of that name now.
+            Err(e) if is_status(&e, |s| s.is_not_found() || s.code == 409) => Ok(()),
             Err(e) => Err(api_err(&format!("deleting SpiderIPClaim {name}"), e)),
         }
     }
@@ -219,10 +393,8 @@ impl Effects for KubeEffects {
     async fn take_over_claim(&self, name: &str, from: &str, to: &str) -> Result<bool, EffectError> {
         let api: Api<SpiderIPClaim> = Api::all(self.client.clone());
         let patch = aipam_crds::record::claim_move_patch(from, to);
-        match api
-            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
-            .await
-        {
+        let (patch, pp) = (Patch::Json::<()>(patch), PatchParams::default());
+        match self.retrying(|| api.patch(name, &pp, &patch)).await {
             Ok(_) => Ok(true),
             // Gone, or the `test` failed: another reservation holds it now.
             Err(e) if is_status(&e, |s| s.is_not_found() || s.code == 422 || s.code == 409) => {
@@ -235,7 +407,7 @@ impl Effects for KubeEffects {
     async fn pod_exists(&self, namespace: &str, name: &str) -> Result<bool, EffectError> {
         let api: Api<k8s_openapi::api::core::v1::Pod> =
             Api::namespaced(self.client.clone(), namespace);
-        match api.get_metadata_opt(name).await {
+        match self.retrying(|| api.get_metadata_opt(name)).await {
             Ok(found) => Ok(found.is_some()),
             Err(e) => Err(api_err(&format!("reading Pod {namespace}/{name}"), e)),
         }
@@ -255,8 +427,8 @@ impl Effects for KubeEffects {
         match kind {
             "ReplicaSet" => {
                 let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
-                let rs = api
-                    .get_opt(name)
+                let rs = self
+                    .retrying(|| api.get_opt(name))
                     .await
                     .map_err(|e| api_err(&format!("reading ReplicaSet {namespace}/{name}"), e))?;
                 Ok(rs.map(|rs| ControllerObject {
@@ -270,8 +442,8 @@ impl Effects for KubeEffects {
             }
             "Job" => {
                 let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
-                let job = api
-                    .get_opt(name)
+                let job = self
+                    .retrying(|| api.get_opt(name))
                     .await
                     .map_err(|e| api_err(&format!("reading Job {namespace}/{name}"), e))?;
                 Ok(job.map(|j| ControllerObject {
@@ -283,7 +455,7 @@ impl Effects for KubeEffects {
                     controller: controller_of(j.metadata.owner_references),
                 }))
             }
-            other => Err(EffectError(format!(
+            other => Err(EffectError::Api(format!(
                 "reading a {other}: only ReplicaSet and Job owners are looked up"
             ))),
         }
@@ -296,7 +468,7 @@ impl Effects for KubeEffects {
     ) -> Result<Option<String>, EffectError> {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &nad_resource());
-        let obj = api.get_opt(name).await.map_err(|e| {
+        let obj = self.retrying(|| api.get_opt(name)).await.map_err(|e| {
             api_err(
                 &format!("reading NetworkAttachmentDefinition {namespace}/{name}"),
                 e,
@@ -316,7 +488,8 @@ impl Effects for KubeEffects {
         let ns = endpoint.metadata.namespace.clone().unwrap_or_default();
         let name = endpoint.metadata.name.clone().unwrap_or_default();
         let api: Api<SpiderEndpoint> = Api::namespaced(self.client.clone(), &ns);
-        match api.create(&PostParams::default(), endpoint).await {
+        let pp = PostParams::default();
+        match self.retrying(|| api.create(&pp, endpoint)).await {
             Ok(_) => Ok(Created::Created),
             Err(e) if is_status(&e, |s| s.is_already_exists() || s.code == 409) => {
                 Ok(Created::AlreadyExists)
@@ -330,22 +503,27 @@ impl Effects for KubeEffects {
         let name = endpoint.metadata.name.clone().unwrap_or_default();
         let api: Api<SpiderEndpoint> = Api::namespaced(self.client.clone(), &ns);
         let what = format!("replacing SpiderEndpoint {ns}/{name}");
+        let pp = PostParams::default();
         for _ in 0..3 {
-            let Some(current) = api.get_opt(&name).await.map_err(|e| api_err(&what, e))? else {
-                match api.create(&PostParams::default(), endpoint).await {
+            let Some(current) = self
+                .retrying(|| api.get_opt(&name))
+                .await
+                .map_err(|e| api_err(&what, e))?
+            else {
+                match self.retrying(|| api.create(&pp, endpoint)).await {
                     Ok(_) => return Ok(()),
                     Err(e) => return Err(api_err(&what, e)),
                 }
             };
             let mut next = endpoint.clone();
             next.metadata.resource_version = current.metadata.resource_version.clone();
-            match api.replace(&name, &PostParams::default(), &next).await {
+            match self.retrying(|| api.replace(&name, &pp, &next)).await {
                 Ok(_) => return Ok(()),
                 Err(e) if is_status(&e, |s| s.is_conflict()) => continue,
                 Err(e) => return Err(api_err(&what, e)),
             }
         }
-        Err(EffectError(format!(
+        Err(EffectError::Api(format!(
             "{what}: conflicting writes, gave up after 3 attempts"
         )))
     }
@@ -381,6 +559,12 @@ pub struct MemoryState {
     pub pods: std::collections::BTreeSet<String>,
     /// Fail the n-th claim creation from now on (0 = the next one), for error paths.
     pub fail_create_at: Option<usize>,
+    /// With `fail_create_at`: before that failure, the claims made so far are replaced by
+    /// other objects of the same names (collected, then claimed anew by other admissions).
+    pub remade_before_failure: bool,
+    /// With `fail_create_at`: the failure is the API server shedding load (a 429 that outlived
+    /// the retries).
+    pub fail_as_overloaded: bool,
     /// Claim creations attempted (including conflicts).
     pub create_calls: usize,
     /// Claims created then deleted.
@@ -410,7 +594,7 @@ impl MemoryEffects {
 }
 
 impl Effects for MemoryEffects {
-    async fn create_claim(&self, claim: &SpiderIPClaim) -> Result<Created, EffectError> {
+    async fn create_claim(&self, claim: &SpiderIPClaim) -> Result<ClaimCreated, EffectError> {
         if let Some(d) = self.with(|s| {
             s.creates_started += 1;
             s.create_delay
@@ -422,23 +606,42 @@ impl Effects for MemoryEffects {
             s.create_calls += 1;
             if let Some(at) = s.fail_create_at {
                 if n >= at {
-                    return Err(EffectError(
+                    if s.remade_before_failure {
+                        // Meanwhile every claim made so far was collected and made again, for
+                        // the same addresses, by other admissions: same names, new UIDs.
+                        for c in s.claims.values_mut() {
+                            c.metadata.uid = c.metadata.uid.as_ref().map(|u| format!("{u}-again"));
+                        }
+                    }
+                    if s.fail_as_overloaded {
+                        return Err(EffectError::Overloaded(
+                            "creating SpiderIPClaim: injected 429".into(),
+                        ));
+                    }
+                    return Err(EffectError::Api(
                         "creating SpiderIPClaim: injected failure".into(),
                     ));
                 }
             }
             let name = claim.metadata.name.clone().unwrap_or_default();
             if s.claims.contains_key(&name) {
-                return Ok(Created::AlreadyExists);
+                return Ok(ClaimCreated::AlreadyExists);
             }
-            s.claims.insert(name, claim.clone());
-            Ok(Created::Created)
+            let uid = format!("claim-uid-{n}");
+            let mut made = claim.clone();
+            made.metadata.uid = Some(uid.clone());
+            s.claims.insert(name, made);
+            Ok(ClaimCreated::Created { uid: Some(uid) })
         })
     }
 
-    async fn delete_claim(&self, name: &str) -> Result<(), EffectError> {
+    async fn delete_claim(&self, name: &str, uid: Option<&str>) -> Result<(), EffectError> {
         self.with(|s| {
-            if s.claims.remove(name).is_some() {
+            let ours = s
+                .claims
+                .get(name)
+                .is_some_and(|c| uid.is_none() || c.metadata.uid.as_deref() == uid);
+            if ours && s.claims.remove(name).is_some() {
                 s.deleted.push(name.to_string());
             }
             Ok(())
@@ -503,5 +706,77 @@ impl Effects for MemoryEffects {
             s.endpoints.insert(endpoint_key(endpoint), endpoint.clone());
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn overload_waits_double_without_a_hint_and_stop_at_the_budget() {
+        let o = Overload::default();
+        // Jitter 1 (just under): the whole base.
+        let top = 0.999_999;
+        let w1 = o.delay(1, None, Duration::ZERO, top).unwrap();
+        let w2 = o.delay(2, None, w1, top).unwrap();
+        let w3 = o.delay(3, None, w1 + w2, top).unwrap();
+        assert!(w1 <= 100 * MS && w1 > 99 * MS, "{w1:?}");
+        assert!(w2 > 199 * MS && w3 > 399 * MS, "{w2:?} {w3:?}");
+        // Capped at max_delay however many tries.
+        assert!(o.delay(30, None, Duration::ZERO, top).unwrap() <= o.max_delay);
+        // A wait that would pass the budget is not taken.
+        assert_eq!(o.delay(1, None, o.budget - 10 * MS, top), None);
+        assert!(o.delay(1, None, o.budget - 200 * MS, top).is_some());
+    }
+
+    #[test]
+    fn overload_follows_the_servers_hint_capped_and_jittered_in_the_upper_half() {
+        let o = Overload::default();
+        let hint = Some(Duration::from_millis(400));
+        let low = o.delay(1, hint, Duration::ZERO, 0.0).unwrap();
+        let high = o.delay(1, hint, Duration::ZERO, 0.999).unwrap();
+        assert_eq!(low, 200 * MS);
+        assert!(high > 399 * MS && high <= 400 * MS);
+        // A Retry-After of 5 s is more than an admission can wait for: capped.
+        let long = o.delay(1, Some(Duration::from_secs(5)), Duration::ZERO, 0.5);
+        assert_eq!(long, Some(o.max_delay.mul_f64(0.75)));
+    }
+
+    #[test]
+    fn only_a_429_is_throttled_and_its_hint_is_read() {
+        let status = |code: u16, retry: u32| {
+            kube::Error::Api(
+                kube::core::Status {
+                    code,
+                    details: Some(kube::core::response::StatusDetails {
+                        name: String::new(),
+                        group: String::new(),
+                        kind: String::new(),
+                        uid: String::new(),
+                        causes: Vec::new(),
+                        retry_after_seconds: retry,
+                    }),
+                    ..Default::default()
+                }
+                .boxed(),
+            )
+        };
+        assert_eq!(
+            throttled(&status(429, 1)),
+            Some(Some(Duration::from_secs(1)))
+        );
+        assert_eq!(throttled(&status(429, 0)), Some(None));
+        assert_eq!(throttled(&status(409, 1)), None);
+        assert!(matches!(
+            api_err("creating SpiderIPClaim x", status(429, 1)),
+            EffectError::Overloaded(m) if m.contains("creating SpiderIPClaim x")
+        ));
+        assert!(matches!(
+            api_err("creating SpiderIPClaim x", status(500, 0)),
+            EffectError::Api(_)
+        ));
     }
 }

@@ -214,6 +214,8 @@ impl<E: Effects> App<E> {
                 Hook::ValidateReservedIp => self.pools.validate_reserved_ip(req),
             }
         };
+        let deadline = std::time::Instant::now() + self.timeout;
+        let work = crate::effects::REVIEW_DEADLINE.scope(deadline, work);
         match tokio::time::timeout(self.timeout, work).await {
             Ok(r) => r,
             Err(_) => deny(

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aipam_webhook::effects::Overload;
 use aipam_webhook::network::InterfaceOptions;
 use aipam_webhook::pod::PodOptions;
 use aipam_webhook::tls::{server_config, ReloadingCert};
@@ -17,7 +18,7 @@ use tracing::info;
 
 /// The aipam admission webhook: reserves Pod addresses at admission and validates pools.
 #[derive(Debug, Parser)]
-#[command(name = "aipam-webhook", version)]
+#[command(name = "aipam-webhook", version, args_override_self = true)]
 struct Args {
     /// Address of the HTTPS admission endpoint.
     #[arg(long, env = "AIPAM_WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]
@@ -63,6 +64,11 @@ struct Args {
     /// timeoutSeconds).
     #[arg(long, env = "AIPAM_WEBHOOK_REQUEST_TIMEOUT_MS", default_value_t = 8000)]
     request_timeout_ms: u64,
+    /// Milliseconds one API call may spend retrying while the API server answers 429 Too Many
+    /// Requests (its priority and fairness shedding load); then the admission is refused with
+    /// 429 and a message saying so. Keep well below --request-timeout-ms.
+    #[arg(long, env = "AIPAM_WEBHOOK_OVERLOAD_RETRY_MS", default_value_t = 3000)]
+    overload_retry_ms: u64,
     /// The user (as Kubernetes authenticates it) allowed to change the `aipam.io/reservation`
     /// annotation of an existing Pod: the operator's service account. Everyone else is refused.
     #[arg(
@@ -129,13 +135,25 @@ async fn main() -> anyhow::Result<()> {
     let tls = Arc::new(server_config(resolver.clone())?);
     let _reloader = resolver.spawn_reloader(Duration::from_secs(args.tls_reload_seconds.max(1)));
 
-    let client = kube::Client::try_default()
+    // kube's default retry layer retries a 429 up to 15 times with waits that grow to minutes:
+    // an admission must answer within its timeoutSeconds, so 429s are retried by the effects
+    // within the review's deadline instead (found on a real API server shedding load).
+    let mut kube_config = kube::Config::infer()
         .await
-        .context("connecting to the Kubernetes API")?;
+        .context("reading the Kubernetes client configuration")?;
+    kube_config.default_retry = false;
+    let client = kube::Client::try_from(kube_config).context("connecting to the Kubernetes API")?;
     let cache = Cache::new();
     let _watches = watch::spawn_watches(client.clone(), &cache, &args.config_namespace);
 
-    let mut app = App::new(cache.clone(), KubeEffects::new(client));
+    let overload = Overload {
+        budget: Duration::from_millis(args.overload_retry_ms),
+        ..Overload::default()
+    };
+    let mut app = App::new(
+        cache.clone(),
+        KubeEffects::new(client).with_overload(overload),
+    );
     app.timeout = Duration::from_millis(args.request_timeout_ms);
     app.guard.operator_user = args.operator_user.clone();
     app.pods.options = PodOptions {

@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
 use crate::cache::{Cache, ClaimEntry, Snapshot};
-use crate::effects::{Created, EffectError, Effects};
+use crate::effects::{ClaimCreated, Created, EffectError, Effects};
 use crate::metrics::Metrics;
 use crate::network::{self, InterfaceOptions};
 use crate::response::{allow, deny};
@@ -64,7 +64,8 @@ impl Default for PodOptions {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Refused {
-    /// 400 for a malformed annotation, 403 when the Pod cannot be served, 500 for a failure.
+    /// 400 for a malformed annotation, 403 when the Pod cannot be served, 429 when the API
+    /// server sheds load, 500 for another failure.
     pub code: u16,
     /// What to fix.
     pub message: String,
@@ -83,9 +84,15 @@ impl Refused {
             message: message.into(),
         }
     }
+    /// A failed call: 429 when the API server was shedding load (the client should come back
+    /// later, as it does for the API server's own 429s), else 500.
     fn internal(e: &EffectError) -> Refused {
+        let code = match e {
+            EffectError::Overloaded(_) => 429,
+            EffectError::Api(_) => 500,
+        };
         Refused {
-            code: 500,
+            code,
             message: format!("no address was reserved: {e}"),
         }
     }
@@ -167,6 +174,13 @@ fn family_version(f: IpFamily) -> IpVersion {
         IpFamily::V4 => IpVersion::V4,
         IpFamily::V6 => IpVersion::V6,
     }
+}
+
+/// A claim this admission made: what its rollback deletes, and only as that object.
+#[derive(Debug, Clone)]
+struct MadeClaim {
+    name: String,
+    uid: Option<String>,
 }
 
 /// Why one pool gave no address.
@@ -431,7 +445,7 @@ impl<E: Effects> PodHooks<E> {
             id: id.clone(),
             interfaces: Vec::new(),
         };
-        let mut created: Vec<String> = Vec::new();
+        let mut created: Vec<MadeClaim> = Vec::new();
         let outcome = self
             .reserve_all(&ctx, &snap, &selection, &config, &mut record, &mut created)
             .await;
@@ -462,12 +476,13 @@ impl<E: Effects> PodHooks<E> {
         }
     }
 
-    /// Deletes the claims made by this request.
-    async fn release(&self, created: &[String]) {
+    /// Deletes the claims made by this request, each only as the object this request made
+    /// (its UID): one collected meanwhile and claimed anew by another admission stays.
+    async fn release(&self, created: &[MadeClaim]) {
         for c in created {
-            match self.effects.delete_claim(c).await {
-                Ok(()) => self.cache.claim_deleted(c),
-                Err(e) => warn!(claim = %c, error = %e,
+            match self.effects.delete_claim(&c.name, c.uid.as_deref()).await {
+                Ok(()) => self.cache.claim_deleted(&c.name),
+                Err(e) => warn!(claim = %c.name, error = %e,
                     "cannot release a claim; the operator collects it after the grace period"),
             }
         }
@@ -480,7 +495,7 @@ impl<E: Effects> PodHooks<E> {
         selection: &aipam_core::select::Selection,
         config: &aipam_core::config::IpamConfig,
         record: &mut Reservation,
-        created: &mut Vec<String>,
+        created: &mut Vec<MadeClaim>,
     ) -> Result<(), Refused> {
         for iface in &selection.interfaces {
             let mut ri = ReservedInterface {
@@ -563,7 +578,7 @@ impl<E: Effects> PodHooks<E> {
         interface: &str,
         fs: &FamilySelection,
         id: &str,
-        created: &mut Vec<String>,
+        created: &mut Vec<MadeClaim>,
     ) -> Result<Vec<ReservedAddress>, Refused> {
         if config.enable_stateful_set {
             if let Some((claim, previous, addr)) = self.stateful_claim(ctx, interface, fs) {
@@ -655,7 +670,7 @@ impl<E: Effects> PodHooks<E> {
         interface: &str,
         id: &str,
         provisional: bool,
-    ) -> Result<Result<(String, IpAddr), PoolMiss>, EffectError> {
+    ) -> Result<Result<(MadeClaim, IpAddr), PoolMiss>, EffectError> {
         let reserved = match family {
             IpFamily::V4 => &snap.reserved_v4,
             IpFamily::V6 => &snap.reserved_v6,
@@ -692,11 +707,11 @@ impl<E: Effects> PodHooks<E> {
             );
             let name = claim.metadata.name.clone().unwrap_or_default();
             match self.effects.create_claim(&claim).await? {
-                Created::Created => {
+                ClaimCreated::Created { uid } => {
                     self.cache.claim_created(claim);
-                    return Ok(Ok((name, ip)));
+                    return Ok(Ok((MadeClaim { name, uid }, ip)));
                 }
-                Created::AlreadyExists => {
+                ClaimCreated::AlreadyExists => {
                     debug!(claim = %name, "address taken meanwhile; picking again");
                     self.metrics.claim_conflicts.inc();
                     taken.push(ip);

@@ -773,6 +773,59 @@ async fn api_failure_releases_what_was_taken() {
     assert_eq!(w.effects.state().deleted.len(), 1);
 }
 
+/// A write the API server kept shedding refuses the Pod with 429 (the client comes back later,
+/// as for the API server's own 429s) and says so; what was reserved is rolled back.
+#[tokio::test]
+async fn an_overloaded_api_server_refuses_with_429_and_rolls_back() {
+    let w = world();
+    w.effects.with(|s| {
+        s.fail_create_at = Some(1);
+        s.fail_as_overloaded = true;
+    });
+    let pod = deployment_pod(
+        "team-a",
+        json!({
+            "ipam.spidernet.io/ippools": "[{\"interface\": \"eth0\", \"ipv4\": [\"team-a-v4\"]}, {\"interface\": \"net1\", \"ipv4\": [\"backup-v4\"]}]",
+            "k8s.v1.cni.cncf.io/networks": "storage"
+        }),
+    );
+    let (resp, _) = mutate(&w, "u1", &pod).await;
+    assert!(!resp.allowed);
+    assert_eq!(resp.result.code, 429);
+    assert!(
+        resp.result
+            .message
+            .contains("no address was reserved: Kubernetes API overloaded"),
+        "{}",
+        resp.result.message
+    );
+    assert_eq!(claim_count(&w), 0);
+}
+
+/// The rollback deletes a claim only as the object this admission made (a UID precondition):
+/// when the claim was collected meanwhile and its address claimed anew under the same name by
+/// another admission, the other admission's claim stays.
+#[tokio::test]
+async fn rollback_leaves_a_claim_made_anew_under_the_same_name() {
+    let w = world();
+    w.effects.with(|s| {
+        s.fail_create_at = Some(1);
+        s.remade_before_failure = true;
+    });
+    let pod = deployment_pod(
+        "team-a",
+        json!({
+            "ipam.spidernet.io/ippools": "[{\"interface\": \"eth0\", \"ipv4\": [\"team-a-v4\"]}, {\"interface\": \"net1\", \"ipv4\": [\"backup-v4\"]}]",
+            "k8s.v1.cni.cncf.io/networks": "storage"
+        }),
+    );
+    let (resp, _) = mutate(&w, "u1", &pod).await;
+    assert!(!resp.allowed);
+    assert_eq!(resp.result.code, 500);
+    assert_eq!(claim_count(&w), 1, "the other admission's claim is kept");
+    assert!(w.effects.state().deleted.is_empty());
+}
+
 #[tokio::test]
 async fn multus_networks_pick_the_interfaces() {
     let w = world();
