@@ -89,6 +89,8 @@ pub struct Options {
     /// The IPAM of every Pod's `eth0` on the real control plane. A peer's environment runs no
     /// webhook and no operator of ours: only the peer, as its users run it.
     pub ipam: Ipam,
+    /// More arguments for every webhook process (`--overload-retry-ms=0`, …).
+    pub webhook_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -103,6 +105,7 @@ impl Default for Options {
             gc_interval: Duration::from_secs(10),
             stand_in: false,
             ipam: Ipam::Ours,
+            webhook_args: Vec::new(),
         }
     }
 }
@@ -650,6 +653,15 @@ impl Env {
         self.wait_ready(name, health).await
     }
 
+    /// As [`Env::restart`], with `args` added to the process's arguments from now on (a later
+    /// flag of the same name wins, as clap takes the last): a configuration change rolled out.
+    pub async fn restart_with(&mut self, name: &str, args: &[&str]) -> Result<()> {
+        self.proc_mut(name)?
+            .args
+            .extend(args.iter().map(|a| a.to_string()));
+        self.restart(name).await
+    }
+
     /// Whether process `name` is running (started and not killed, and has not exited).
     pub fn is_running(&mut self, name: &str) -> bool {
         self.proc_mut(name)
@@ -689,19 +701,15 @@ impl Env {
             let listen = free_port()?;
             let health = free_port()?;
             let name = webhook_name(i);
-            self.spawn(
-                "aipam-webhook",
-                &name,
-                vec![
-                    format!("--listen={listen}"),
-                    format!("--health-listen={health}"),
-                    format!("--tls-cert={}", cert.display()),
-                    format!("--tls-key={}", key.display()),
-                    format!("--config-namespace={}", opts.config_namespace),
-                ],
-                health,
-                WEBHOOK_USER,
-            )?;
+            let mut args = vec![
+                format!("--listen={listen}"),
+                format!("--health-listen={health}"),
+                format!("--tls-cert={}", cert.display()),
+                format!("--tls-key={}", key.display()),
+                format!("--config-namespace={}", opts.config_namespace),
+            ];
+            args.extend(opts.webhook_args.iter().cloned());
+            self.spawn("aipam-webhook", &name, args, health, WEBHOOK_USER)?;
             endpoints.push(listen);
         }
         for i in 0..opts.webhook_replicas.max(1) {
@@ -991,6 +999,13 @@ impl Env {
         c.kill().map_err(io(format!("killing {name}")))?;
         c.wait().map_err(io(format!("waiting for {name}")))?;
         Ok(false)
+    }
+
+    /// Resets every connection the API server has open to the webhook replicas (through the
+    /// Service's balancer, on the real control plane with several replicas): the requests in
+    /// flight on them fail as a network fault fails them. `None` when there is no balancer.
+    pub fn drop_webhook_connections(&self) -> Option<usize> {
+        self.balancer.as_ref().map(|b| b.drop_connections())
     }
 
     /// Restarts the webhook replicas one by one as a Deployment's rolling update replaces its

@@ -11,6 +11,7 @@
 pub mod cni;
 pub mod controlplane;
 pub mod env;
+pub mod invariants;
 pub mod kubectl;
 pub mod node;
 pub mod peers;

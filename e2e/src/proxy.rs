@@ -10,10 +10,11 @@
 //! conntrack entry of a connection outlives its endpoint), so a replica that shuts down must keep
 //! serving them until it has closed them itself. With no ready backend a connection is refused.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -30,12 +31,16 @@ struct Backend {
     ready: AtomicBool,
 }
 
+/// The connections open through a balancer: both sockets of each, by a sequence number.
+type Open = Arc<Mutex<BTreeMap<u64, (TcpStream, TcpStream)>>>;
+
 /// A running balancer; dropping it stops accepting (open connections run to their end).
 #[derive(Debug)]
 pub struct Balancer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     backends: Arc<Vec<Backend>>,
+    open: Open,
     accept: Option<JoinHandle<()>>,
     probe: Option<JoinHandle<()>>,
 }
@@ -87,8 +92,10 @@ impl Balancer {
             })
         });
         let next = Arc::new(AtomicUsize::new(0));
-        let (stop2, backends2) = (stop.clone(), backends.clone());
+        let open: Open = Arc::default();
+        let (stop2, backends2, open2) = (stop.clone(), backends.clone(), open.clone());
         let accept = std::thread::spawn(move || {
+            let seq = AtomicU64::new(0);
             for conn in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
@@ -96,13 +103,16 @@ impl Balancer {
                 let Ok(client) = conn else { continue };
                 let backends = backends2.clone();
                 let next = next.clone();
-                std::thread::spawn(move || serve(client, &backends, &next));
+                let open = open2.clone();
+                let id = seq.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || serve(client, &backends, &next, &open, id));
             }
         });
         Ok(Balancer {
             addr,
             stop,
             backends,
+            open,
             accept: Some(accept),
             probe,
         })
@@ -111,6 +121,18 @@ impl Balancer {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Resets every connection open through the balancer now (a network fault: a flushed
+    /// conntrack table, a restarted node proxy); both ends see it closed mid-stream. New
+    /// connections are accepted as before. Returns how many were open.
+    pub fn drop_connections(&self) -> usize {
+        let open = std::mem::take(&mut *self.open.lock().unwrap_or_else(|p| p.into_inner()));
+        for (client, upstream) in open.values() {
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = upstream.shutdown(Shutdown::Both);
+        }
+        open.len()
     }
 
     /// Whether the backend serving at `addr` gets new connections (its last probe was ready).
@@ -135,7 +157,7 @@ fn probe(health: SocketAddr) -> bool {
     status() == Some(200)
 }
 
-fn serve(client: TcpStream, backends: &[Backend], next: &AtomicUsize) {
+fn serve(client: TcpStream, backends: &[Backend], next: &AtomicUsize, open: &Open, id: u64) {
     let n = backends.len();
     let first = next.fetch_add(1, Ordering::SeqCst);
     let upstream = (0..n)
@@ -146,12 +168,21 @@ fn serve(client: TcpStream, backends: &[Backend], next: &AtomicUsize) {
         let _ = client.shutdown(Shutdown::Both);
         return;
     };
-    let (Ok(c2), Ok(u2)) = (client.try_clone(), upstream.try_clone()) else {
+    let (Ok(c2), Ok(u2), Ok(c3), Ok(u3)) = (
+        client.try_clone(),
+        upstream.try_clone(),
+        client.try_clone(),
+        upstream.try_clone(),
+    ) else {
         return;
     };
+    open.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, (c3, u3));
     let up = std::thread::spawn(move || pipe(c2, u2));
     pipe(upstream, client);
     let _ = up.join();
+    open.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
 }
 
 fn pipe(mut from: TcpStream, mut to: TcpStream) {
@@ -283,5 +314,51 @@ mod tests {
             std::thread::sleep(PROBE_PERIOD / 3);
         }
         assert_eq!(read_all(lb.addr()), "b");
+    }
+
+    #[test]
+    fn dropped_connections_are_closed_at_both_ends_and_new_ones_served() {
+        // A backend that answers "hi" and then holds the connection open until the peer closes.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let backend = l.local_addr().unwrap();
+        let closed_upstream = Arc::new(AtomicBool::new(false));
+        let seen = closed_upstream.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let mut c = c.unwrap();
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let _ = c.write_all(b"hi");
+                    let mut buf = [0u8; 8];
+                    while let Ok(k) = c.read(&mut buf) {
+                        if k == 0 {
+                            break;
+                        }
+                    }
+                    seen.store(true, Ordering::SeqCst);
+                });
+            }
+        });
+        let lb = Balancer::start(vec![backend]).unwrap();
+        let mut held = TcpStream::connect(lb.addr()).unwrap();
+        held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 2];
+        held.read_exact(&mut buf).unwrap();
+        assert_eq!(lb.drop_connections(), 1);
+        let mut rest = Vec::new();
+        let n = held.read_to_end(&mut rest).unwrap_or(0);
+        assert_eq!(n, 0, "the client's connection is closed");
+        for _ in 0..50 {
+            if closed_upstream.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            closed_upstream.load(Ordering::SeqCst),
+            "the backend saw it closed"
+        );
+        assert_eq!(read_all(lb.addr()), "hi", "a new connection is served");
+        assert_eq!(lb.drop_connections(), 1, "only the one still open");
     }
 }

@@ -22,15 +22,15 @@
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aipam_apiserver::FaultConfig;
 use aipam_core::reservation::{Reservation, ANNO_RESERVATION};
-use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool};
 use aipam_e2e::env::{operator_name, webhook_name, yaml_docs};
+use aipam_e2e::invariants::{check, list_all, print_logs_about, settle};
 use aipam_e2e::sim::schedule_with;
 use aipam_e2e::{Env, Options};
 use k8s_openapi::api::core::v1::Pod;
@@ -370,253 +370,6 @@ async fn worker(
     }
 }
 
-/// What a check found.
-#[derive(Default, Debug)]
-struct Findings {
-    duplicates: Vec<String>,
-    mismatches: Vec<String>,
-    leaks: Vec<String>,
-    counts: Vec<String>,
-}
-
-impl Findings {
-    fn is_clean(&self) -> bool {
-        self.duplicates.is_empty()
-            && self.mismatches.is_empty()
-            && self.leaks.is_empty()
-            && self.counts.is_empty()
-    }
-}
-
-async fn list_all(
-    client: &kube::Client,
-) -> Option<(
-    Vec<Pod>,
-    Vec<SpiderIPClaim>,
-    Vec<SpiderEndpoint>,
-    Vec<SpiderIPPool>,
-    Vec<DynamicObject>,
-)> {
-    let lp = ListParams::default();
-    let pods = Api::<Pod>::namespaced(client.clone(), NS)
-        .list(&lp)
-        .await
-        .ok()?
-        .items;
-    let claims = Api::<SpiderIPClaim>::all(client.clone())
-        .list(&lp)
-        .await
-        .ok()?
-        .items;
-    let eps = Api::<SpiderEndpoint>::namespaced(client.clone(), NS)
-        .list(&lp)
-        .await
-        .ok()?
-        .items;
-    let pools = Api::<SpiderIPPool>::all(client.clone())
-        .list(&lp)
-        .await
-        .ok()?
-        .items;
-    let sts_ar = kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("apps", "v1", "StatefulSet"),
-        "statefulsets",
-    );
-    let sets = Api::<DynamicObject>::namespaced_with(client.clone(), NS, &sts_ar)
-        .list(&lp)
-        .await
-        .ok()?
-        .items;
-    Some((pods, claims, eps, pools, sets))
-}
-
-/// Checks every invariant once. `settled`: the grace period has passed since the churn stopped,
-/// so claims without a Pod are leaks.
-async fn check(client: &kube::Client, settled: bool) -> Findings {
-    let mut f = Findings::default();
-    let Some((pods, claims, eps, pools, sets)) = list_all(client).await else {
-        f.counts.push("listing failed".to_string());
-        return f;
-    };
-    let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut recorded: BTreeSet<String> = BTreeSet::new();
-    for p in &pods {
-        let name = p.name_any();
-        let uid = p.uid().unwrap_or_default();
-        let Some(rec) = p
-            .annotations()
-            .get(ANNO_RESERVATION)
-            .and_then(|a| Reservation::parse(a).ok())
-        else {
-            f.mismatches
-                .push(format!("Pod {name} has no reservation record"));
-            continue;
-        };
-        // The id is what binds claims to the Pod: no two Pods may carry the same one.
-        if !recorded.insert(rec.id.clone()) {
-            f.mismatches.push(format!(
-                "Pod {name} {uid}: reservation {} is carried by another Pod too",
-                rec.id
-            ));
-        }
-        for a in rec.addresses() {
-            holders
-                .entry(a.address.to_string())
-                .or_default()
-                .insert(format!("{name} (record)"));
-        }
-        let want: BTreeSet<String> = rec.claim_names().into_iter().collect();
-        let have: BTreeSet<String> = claims
-            .iter()
-            .filter(|c| c.spec.reservation == rec.id)
-            .map(|c| c.name_any())
-            .collect();
-        if want != have {
-            f.mismatches
-                .push(format!("Pod {name}: record {want:?}, claims {have:?}"));
-        }
-        for c in claims.iter().filter(|c| c.spec.reservation == rec.id) {
-            if c.spec.namespace != NS {
-                f.mismatches.push(format!(
-                    "Pod {name} {uid}: claim {} is for namespace {}",
-                    c.name_any(),
-                    c.spec.namespace
-                ));
-            }
-        }
-        let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-        if let Some(node) = node {
-            if rec.is_provisional() {
-                f.mismatches.push(format!(
-                    "Pod {name} on {node}: record still provisional {rec}"
-                ));
-            }
-            let cur = eps
-                .iter()
-                .find(|e| e.name_any() == name)
-                .and_then(|e| e.status.as_ref())
-                .map(|s| s.current.clone());
-            match cur {
-                Some(cur) if cur.uid == uid && cur.node == node => {
-                    let got: BTreeSet<String> = cur
-                        .ips
-                        .iter()
-                        .filter_map(|i| i.ipv4.clone())
-                        .map(|a| a.split('/').next().unwrap_or_default().to_string())
-                        .collect();
-                    for a in &got {
-                        holders
-                            .entry(a.clone())
-                            .or_default()
-                            .insert(format!("{name} (endpoint)"));
-                    }
-                    let rec_addrs: BTreeSet<String> = rec
-                        .addresses()
-                        .iter()
-                        .map(|a| a.address.to_string())
-                        .collect();
-                    if got != rec_addrs {
-                        f.mismatches.push(format!(
-                            "Pod {name}: endpoint {got:?}, record {rec_addrs:?}"
-                        ));
-                    }
-                }
-                other => f.mismatches.push(format!(
-                    "Pod {name} {uid} on {node}: endpoint {:?}",
-                    other.map(|c| (c.uid, c.node))
-                )),
-            }
-        }
-    }
-    for (addr, who) in &holders {
-        let pods_holding: BTreeSet<&str> = who
-            .iter()
-            .map(|w| w.split(' ').next().unwrap_or_default())
-            .collect();
-        if pods_holding.len() > 1 {
-            f.duplicates.push(format!("{addr} held by {who:?}"));
-        }
-    }
-    if settled {
-        let wanted = |c: &SpiderIPClaim| {
-            let Some(o) = c.spec.owner.as_ref().filter(|o| o.kind == "StatefulSet") else {
-                return false;
-            };
-            let Some(set) = sets.iter().find(|s| s.name_any() == o.name) else {
-                return false;
-            };
-            // Kept for the ordinal's next Pod only while there is none: a live Pod of that
-            // name that does not hold it means the address is nobody's.
-            if c.spec
-                .pod_name
-                .as_deref()
-                .is_some_and(|n| pods.iter().any(|p| p.name_any() == n))
-            {
-                return false;
-            }
-            let replicas = set
-                .data
-                .pointer("/spec/replicas")
-                .and_then(Value::as_u64)
-                .unwrap_or(1);
-            c.spec
-                .pod_name
-                .as_deref()
-                .and_then(|n| n.strip_prefix(&format!("{}-", o.name)))
-                .and_then(|i| i.parse::<u64>().ok())
-                .is_some_and(|i| i < replicas)
-        };
-        for c in &claims {
-            if !recorded.contains(&c.spec.reservation) && !wanted(c) {
-                f.leaks.push(format!(
-                    "claim {} (reservation {}, Pod {:?}) has no Pod",
-                    c.name_any(),
-                    c.spec.reservation,
-                    c.spec.pod_name
-                ));
-            }
-        }
-    }
-    for p in &pools {
-        let name = p.name_any();
-        let held = claims.iter().filter(|c| c.spec.pool == name).count() as i64;
-        let counted = p.status.as_ref().and_then(|s| s.allocated_ip_count);
-        if counted.unwrap_or(0) != held {
-            f.counts.push(format!(
-                "pool {name}: allocatedIPCount {counted:?}, claims {held}"
-            ));
-        }
-    }
-    f
-}
-
-/// Polls [`check`] until it is clean or `limit` passes; the last findings.
-async fn settle(client: &kube::Client, limit: Duration) -> (Findings, Duration) {
-    let start = Instant::now();
-    loop {
-        let f = check(client, true).await;
-        if f.is_clean() || start.elapsed() > limit {
-            return (f, start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// The processes' log lines that mention an address of the findings, for the diagnosis.
-fn print_logs_about(env: &Env, findings: &[String]) {
-    let addrs: Vec<&str> = findings
-        .iter()
-        .filter_map(|f| f.split_whitespace().next())
-        .collect();
-    for name in ["aipam-webhook", "aipam-operator"] {
-        for line in env.log(name).lines() {
-            if addrs.iter().any(|a| line.contains(a)) {
-                println!("{name}: {line}");
-            }
-        }
-    }
-}
-
 async fn all_running(env: &mut Env, restarts: &mut u64) {
     for name in env.process_names() {
         if !env.is_running(&name) {
@@ -865,7 +618,7 @@ spec:
         // Before any settling: duplicates are never allowed; claims without a Pod (a webhook
         // killed after reserving, a create refused after the reservation) are what the
         // collector has to clean up within the grace period.
-        let early = check(&env.client, true).await;
+        let early = check(&env.client, NS, true).await;
         if !early.duplicates.is_empty() {
             print_logs_about(&env, &early.duplicates);
         }
@@ -881,7 +634,7 @@ spec:
                 bind(&env.client, &p, 0, &stats).await;
             }
         }
-        let (f, took) = settle(&env.client, Duration::from_secs(GRACE_SECONDS * 6 + 20)).await;
+        let (f, took) = settle(&env.client, NS, Duration::from_secs(GRACE_SECONDS * 6 + 20)).await;
         println!(
             "phase {phase}: {} Pods live, {} created so far; before settling {} claims without a Pod, {} other mismatches; settled in {:.1} s: {} duplicates, {} mismatches, {} leaks, {} count errors",
             pods.list(&ListParams::default()).await.unwrap().items.len(),
@@ -924,11 +677,11 @@ spec:
     for p in pods.list(&ListParams::default()).await.unwrap().items {
         delete(&pods, &p.name_any(), &stats).await;
     }
-    let (f, took) = settle(&env.client, Duration::from_secs(GRACE_SECONDS * 6 + 20)).await;
+    let (f, took) = settle(&env.client, NS, Duration::from_secs(GRACE_SECONDS * 6 + 20)).await;
     // Endpoints of gone Pods wait out the grace period too: give them as long as claims.
     let gone_by = Instant::now() + Duration::from_secs(GRACE_SECONDS * 6 + 20);
     let (left_claims, left_eps) = loop {
-        let (_, claims, eps, _, _) = list_all(&env.client).await.unwrap();
+        let (_, claims, eps, _, _) = list_all(&env.client, NS).await.unwrap();
         if (claims.is_empty() && eps.is_empty()) || Instant::now() > gone_by {
             break (claims.len(), eps.len());
         }
