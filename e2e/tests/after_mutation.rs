@@ -5,7 +5,8 @@
 //!   fails with AlreadyExists; the live Pod keeps its endpoint and addresses, and the claims
 //!   reserved for the refused create are collected after the grace period;
 //! - a Pod refused after our mutation by a built-in admission plugin (ResourceQuota or
-//!   PodSecurity, which run after the webhooks) and retried by its ReplicaSet: the claims its attempts leave are
+//!   PodSecurity, which run after the webhooks) or by another validating admission (a
+//!   ValidatingAdmissionPolicy) and retried by its ReplicaSet: the claims its attempts leave are
 //!   collected after the grace period, so that they stay bounded by the attempts of one grace
 //!   period, and nothing is left once the Deployment is gone. The figures are printed.
 //!
@@ -181,6 +182,9 @@ enum Refusal {
     /// PodSecurity `baseline` enforced on the namespace and a privileged container: every Pod
     /// is refused.
     PodSecurity,
+    /// Another validating admission (a ValidatingAdmissionPolicy, the built-in form of what
+    /// policy webhooks such as Kyverno or Gatekeeper do) refusing the Deployment's Pods.
+    Policy,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,8 +197,13 @@ async fn pods_refused_by_pod_security_after_our_mutation_leave_bounded_claims() 
     refused_after_mutation(Refusal::PodSecurity, "podsec", 73).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_refused_by_another_validating_policy_after_our_mutation_leave_bounded_claims() {
+    refused_after_mutation(Refusal::Policy, "policy", 74).await;
+}
+
 /// A Deployment of three whose Pods `refusal` refuses after our webhooks reserved for them,
-/// retried by its ReplicaSet for `RETRY_SECONDS` (default 40; 120 is the long form): each
+/// retried by its ReplicaSet for `RETRY_SECONDS` (default 40; 600, ten minutes, the long form): each
 /// claim without a Pod must go within the grace period and one collection pass, and nothing is
 /// left once the Deployment is deleted. Prints the figures.
 async fn refused_after_mutation(refusal: Refusal, ns: &str, subnet: u8) {
@@ -224,6 +233,42 @@ async fn refused_after_mutation(refusal: Refusal, ns: &str, subnet: u8) {
             .await
             .unwrap();
             container["securityContext"] = json!({"privileged": true});
+        }
+        Refusal::Policy => {
+            let name = format!("no-web-in-{ns}");
+            env.apply(&json!({"apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicy", "metadata": {"name": name},
+                "spec": {"failurePolicy": "Fail",
+                    "matchConstraints": {"resourceRules": [{"apiGroups": [""],
+                        "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]},
+                    "validations": [{"expression":
+                        "!has(object.metadata.labels) || !('app' in object.metadata.labels) || object.metadata.labels['app'] != 'web'",
+                        "message": "Pods labelled app=web are not allowed here (the policy under test)"}]}}))
+                .await
+                .unwrap();
+            env.apply(&json!({"apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": name},
+                "spec": {"policyName": name, "validationActions": ["Deny"],
+                    "matchResources": {"namespaceSelector":
+                        {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}}))
+                .await
+                .unwrap();
+            // The policy is in force once a Pod like the Deployment's is refused by it.
+            let probe: Pod = serde_json::from_value(json!({"metadata": {"name": "probe",
+                "namespace": ns, "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "registry.invalid/app:1"}]}}))
+            .unwrap();
+            let pods: Api<Pod> = Api::namespaced(env.client.clone(), ns);
+            let dry = PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            wait_for("the policy in force", Duration::from_secs(30), || {
+                let (pods, probe, dry) = (pods.clone(), probe.clone(), dry.clone());
+                async move { pods.create(&dry, &probe).await.is_err().then_some(()) }
+            })
+            .await
+            .unwrap();
         }
     }
     let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
