@@ -23,6 +23,9 @@ pub struct Sizes {
     pub pods: usize,
     pub concurrency: usize,
     pub replicas: Vec<usize>,
+    /// Every kind of Pod for every replica count; else (the quick smoke run) replica counts
+    /// after the first measure single-stack Pods only.
+    pub every_kind: bool,
 }
 
 /// Targets of the issue.
@@ -213,8 +216,13 @@ async fn one_row(replica_count: usize, kind_index: usize, sizes: &Sizes) -> Resu
 
 pub async fn run(sizes: Sizes) -> Result<Value> {
     let mut rows = Vec::new();
-    for &r in &sizes.replicas {
-        for k in 0..KINDS.len() {
+    for (i, &r) in sizes.replicas.iter().enumerate() {
+        let kinds = if sizes.every_kind || i == 0 {
+            KINDS.len()
+        } else {
+            1
+        };
+        for k in 0..kinds {
             let (raw, row) = one_row(r, k, &sizes).await?;
             rows.push(raw);
             rows.push(row);

@@ -138,6 +138,7 @@ impl Plan {
             pods: pods.unwrap_or(if self.quick { 64 } else { 1000 }),
             concurrency: self.concurrency,
             replicas: vec![1, 3],
+            every_kind: !self.quick,
         }
     }
     fn baseline(&self, pods: Option<usize>) -> baseline::Sizes {

@@ -16,6 +16,7 @@ pub mod kubectl;
 pub mod node;
 pub mod peers;
 pub mod proxy;
+pub mod rng;
 pub mod sim;
 
 use std::path::PathBuf;

@@ -31,6 +31,7 @@ use aipam_apiserver::FaultConfig;
 use aipam_core::reservation::{Reservation, ANNO_RESERVATION};
 use aipam_e2e::env::{operator_name, webhook_name, yaml_docs};
 use aipam_e2e::invariants::{check, list_all, print_logs_about, settle};
+use aipam_e2e::rng::{clock_seed, env_num, Rng};
 use aipam_e2e::sim::schedule_with;
 use aipam_e2e::{Env, Options};
 use k8s_openapi::api::core::v1::Pod;
@@ -50,30 +51,6 @@ const NODES: [(&str, &str); 3] = [("na1", "a"), ("na2", "a"), ("nb1", "b")];
 const STS_REPLICAS: usize = 2;
 /// Live Deployment Pods per worker, at most.
 const DEPLOY_MAX: usize = 4;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// xorshift64*: reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 #[derive(Default)]
 struct Stats {
@@ -384,13 +361,7 @@ async fn chaos_keeps_addresses_unique_bound_and_counted() {
     let started = Instant::now();
     let target = env_num("CHAOS_PODS", 240);
     let workers = env_num("CHAOS_WORKERS", 3) as usize;
-    let seed = env_num(
-        "CHAOS_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(7),
-    );
+    let seed = env_num("CHAOS_SEED", clock_seed());
     println!("chaos: {target} Pods, {workers} workers, seed {seed} (CHAOS_SEED={seed} replays the choices)");
     let mut env = Env::start(Options {
         webhook_replicas: WEBHOOKS,
@@ -535,7 +506,7 @@ spec:
                 w.clone(),
                 i,
                 per_phase.div_ceil(workers as u64),
-                rng.next(),
+                rng.next_u64(),
                 stats.clone(),
                 deadline,
             )));

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use aipam_e2e::controlplane::Component;
 use aipam_e2e::env::{operator_name, webhook_name, yaml_docs};
 use aipam_e2e::invariants::{check, list_all, print_logs_about, settle};
+use aipam_e2e::rng::{clock_seed, env_num, Rng};
 use aipam_e2e::{Env, Options};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Pod};
@@ -49,30 +50,6 @@ const NODES: [(&str, &str); 3] = [("ca1", "a"), ("ca2", "a"), ("cb1", "b")];
 /// Workload sets (one Deployment, one StatefulSet, one DaemonSet each).
 const SETS: usize = 2;
 const POOLS: &str = "{\"ipv4\": [\"za\", \"zb\"]}";
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// xorshift64*: reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn apps(kind: &str, plural: &str) -> kube::api::ApiResource {
     kube::api::ApiResource::from_gvk_with_plural(
@@ -341,13 +318,7 @@ async fn real_chaos_keeps_addresses_unique_bound_and_counted() {
     let started = Instant::now();
     let target = env_num("CHAOS_REAL_PODS", 200);
     let phases = env_num("CHAOS_REAL_PHASES", 2).max(1) as usize;
-    let seed = env_num(
-        "CHAOS_REAL_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(7),
-    );
+    let seed = env_num("CHAOS_REAL_SEED", clock_seed());
     let mut env = Env::start(Options {
         webhook_replicas: WEBHOOKS,
         operator_replicas: OPERATORS,
@@ -454,7 +425,7 @@ spec:
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(churn(
             env.client.clone(),
-            rng.next(),
+            rng.next_u64(),
             stop.clone(),
             churned.clone(),
         ));

@@ -91,6 +91,23 @@ async fn claims(client: &kube::Client) -> usize {
         .len()
 }
 
+/// Waits until a dry-run create of a Pod is admitted: the webhook serves and sees the pool.
+async fn serving(pods: &Api<Pod>, what: &str) {
+    let probe: Pod = serde_json::from_value(json!({"metadata": {"generateName": "probe-"},
+        "spec": {"containers": [{"name": "c", "image": "registry.invalid/app:1"}]}}))
+    .unwrap();
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    wait_for(what, Duration::from_secs(30), || {
+        let (pods, probe, dry) = (pods.clone(), probe.clone(), dry.clone());
+        async move { pods.create(&dry, &probe).await.ok().map(|_| ()) }
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_writes_shed_with_429_are_retried_then_refused_clearly() {
     let mut env = Env::start(Options {
@@ -178,23 +195,7 @@ spec:
     })
     .await
     .unwrap();
-    let probe: Pod = serde_json::from_value(json!({"metadata": {"generateName": "probe-"},
-        "spec": {"containers": [{"name": "c", "image": "registry.invalid/app:1"}]}}))
-    .unwrap();
-    let dry = PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    wait_for(
-        "the webhook to see the pool",
-        Duration::from_secs(30),
-        || {
-            let (pods, probe, dry) = (pods.clone(), probe.clone(), dry.clone());
-            async move { pods.create(&dry, &probe).await.ok().map(|_| ()) }
-        },
-    )
-    .await
-    .unwrap();
+    serving(&pods, "the webhook to see the pool").await;
 
     // Squeezed: few seats, rejected when none is free; the webhook retries within its budget.
     let n: usize = std::env::var("OVERLOAD_PODS")
@@ -230,16 +231,7 @@ spec:
     env.restart_with("aipam-webhook-0", &["--overload-retry-ms=0"])
         .await
         .unwrap();
-    wait_for(
-        "the webhook to see the pool again",
-        Duration::from_secs(30),
-        || {
-            let (pods, probe, dry) = (pods.clone(), probe.clone(), dry.clone());
-            async move { pods.create(&dry, &probe).await.ok().map(|_| ()) }
-        },
-    )
-    .await
-    .unwrap();
+    serving(&pods, "the webhook to see the pool again").await;
     // A client that does not retry 429s itself (kube's does by default, as client-go does
     // when the answer carries Retry-After): what the user of the API sees first.
     let admin = env.control_plane().unwrap().admin_kubeconfig();

@@ -754,17 +754,22 @@ data: {enableIPv4: "true", enableIPv6: "true"}
     assert!(w.cache.used("team-a-v4").is_empty());
 }
 
-#[tokio::test]
-async fn api_failure_releases_what_was_taken() {
-    let w = world();
-    w.effects.with(|s| s.fail_create_at = Some(1));
-    let pod = deployment_pod(
+/// A Deployment Pod of team-a with two interfaces, each from its own pool: two claim creates.
+fn two_interface_pod() -> Value {
+    deployment_pod(
         "team-a",
         json!({
             "ipam.spidernet.io/ippools": "[{\"interface\": \"eth0\", \"ipv4\": [\"team-a-v4\"]}, {\"interface\": \"net1\", \"ipv4\": [\"backup-v4\"]}]",
             "k8s.v1.cni.cncf.io/networks": "storage"
         }),
-    );
+    )
+}
+
+#[tokio::test]
+async fn api_failure_releases_what_was_taken() {
+    let w = world();
+    w.effects.with(|s| s.fail_create_at = Some(1));
+    let pod = two_interface_pod();
     let (resp, _) = mutate(&w, "u1", &pod).await;
     assert!(!resp.allowed);
     assert_eq!(resp.result.code, 500);
@@ -782,13 +787,7 @@ async fn an_overloaded_api_server_refuses_with_429_and_rolls_back() {
         s.fail_create_at = Some(1);
         s.fail_as_overloaded = true;
     });
-    let pod = deployment_pod(
-        "team-a",
-        json!({
-            "ipam.spidernet.io/ippools": "[{\"interface\": \"eth0\", \"ipv4\": [\"team-a-v4\"]}, {\"interface\": \"net1\", \"ipv4\": [\"backup-v4\"]}]",
-            "k8s.v1.cni.cncf.io/networks": "storage"
-        }),
-    );
+    let pod = two_interface_pod();
     let (resp, _) = mutate(&w, "u1", &pod).await;
     assert!(!resp.allowed);
     assert_eq!(resp.result.code, 429);
@@ -812,13 +811,7 @@ async fn rollback_leaves_a_claim_made_anew_under_the_same_name() {
         s.fail_create_at = Some(1);
         s.remade_before_failure = true;
     });
-    let pod = deployment_pod(
-        "team-a",
-        json!({
-            "ipam.spidernet.io/ippools": "[{\"interface\": \"eth0\", \"ipv4\": [\"team-a-v4\"]}, {\"interface\": \"net1\", \"ipv4\": [\"backup-v4\"]}]",
-            "k8s.v1.cni.cncf.io/networks": "storage"
-        }),
-    );
+    let pod = two_interface_pod();
     let (resp, _) = mutate(&w, "u1", &pod).await;
     assert!(!resp.allowed);
     assert_eq!(resp.result.code, 500);
