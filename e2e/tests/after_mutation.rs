@@ -253,11 +253,13 @@ async fn refused_after_mutation(refusal: Refusal, ns: &str, subnet: u8) {
                         {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}}))
                 .await
                 .unwrap();
-            // The policy is in force once a Pod like the Deployment's is refused by it.
-            let probe: Pod = serde_json::from_value(json!({"metadata": {"name": "probe",
-                "namespace": ns, "labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "c", "image": "registry.invalid/app:1"}]}}))
-            .unwrap();
+            // The policy is in force once a Pod like the Deployment's is refused by it (by it:
+            // our webhook refuses a Pod without a pool too, which proves nothing).
+            let probe = {
+                let mut p = pod(ns, "probe", ns);
+                p.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+                p
+            };
             let pods: Api<Pod> = Api::namespaced(env.client.clone(), ns);
             let dry = PostParams {
                 dry_run: true,
@@ -265,7 +267,14 @@ async fn refused_after_mutation(refusal: Refusal, ns: &str, subnet: u8) {
             };
             wait_for("the policy in force", Duration::from_secs(30), || {
                 let (pods, probe, dry) = (pods.clone(), probe.clone(), dry.clone());
-                async move { pods.create(&dry, &probe).await.is_err().then_some(()) }
+                async move {
+                    match pods.create(&dry, &probe).await {
+                        Err(kube::Error::Api(s)) if s.message.contains("the policy under test") => {
+                            Some(())
+                        }
+                        _ => None,
+                    }
+                }
             })
             .await
             .unwrap();
