@@ -297,11 +297,14 @@ mod tests {
         assert!(lb.routes_to(a) && lb.routes_to(b));
         // b reports not ready (it is shutting down) while still serving: no new connection.
         b_ready.store(false, Ordering::SeqCst);
-        while lb.routes_to(b) {
+        while lb.routes_to(b) || !lb.routes_to(a) {
             std::thread::sleep(PROBE_PERIOD / 3);
         }
+        // Never b. (A probe of a that fails on a loaded machine takes a out for a period too:
+        // such a connection is refused, "", which is not what is tested here.)
         let seen: Vec<String> = (0..6).map(|_| read_all(lb.addr())).collect();
-        assert!(seen.iter().all(|s| s == "a"), "{seen:?}");
+        assert!(seen.iter().all(|s| s == "a" || s.is_empty()), "{seen:?}");
+        assert!(seen.iter().any(|s| s == "a"), "{seen:?}");
         // No ready backend: the connection is refused (closed without an answer).
         a_ready.store(false, Ordering::SeqCst);
         while lb.routes_to(a) {
@@ -310,10 +313,14 @@ mod tests {
         assert_eq!(read_all(lb.addr()), "");
         // Ready again: back in rotation.
         b_ready.store(true, Ordering::SeqCst);
-        while !lb.routes_to(b) {
-            std::thread::sleep(PROBE_PERIOD / 3);
-        }
-        assert_eq!(read_all(lb.addr()), "b");
+        let back = (0..50).find_map(|_| {
+            while !lb.routes_to(b) {
+                std::thread::sleep(PROBE_PERIOD / 3);
+            }
+            let got = read_all(lb.addr());
+            (!got.is_empty()).then_some(got)
+        });
+        assert_eq!(back.as_deref(), Some("b"));
     }
 
     #[test]
