@@ -12,4 +12,4 @@ if [ "${E2E_API:-}" != "stand-in" ]; then
   bash hack/kube-build.sh >/dev/null
 fi
 cargo build -q --workspace --bins
-exec ./target/debug/aipam-demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/debug/aipam-demo" "$@"
