@@ -121,6 +121,32 @@ where
     }
 }
 
+/// Waits until `times` dry-run creates of `probe` in a row are admitted through `pods`' API:
+/// the webhook serves and (every replica, given twice as many tries as replicas) sees the pools
+/// the probe names. Nothing is created.
+pub async fn wait_admitting(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    probe: &k8s_openapi::api::core::v1::Pod,
+    times: usize,
+    what: &str,
+    deadline: Duration,
+) -> Result<()> {
+    let dry = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    wait_for(what, deadline, || {
+        let (pods, probe, dry) = (pods.clone(), probe.clone(), dry.clone());
+        async move {
+            for _ in 0..times.max(1) {
+                pods.create(&dry, &probe).await.ok()?;
+            }
+            Some(())
+        }
+    })
+    .await
+}
+
 /// Where the project's binaries are: `AIPAM_BIN_DIR`, else the target directory this binary
 /// (or test) runs from.
 pub fn bin_path(name: &str) -> Result<PathBuf> {

@@ -461,22 +461,12 @@ spec:
     let probe: Pod = serde_json::from_value(json!({"metadata": {"generateName": "probe-",
         "annotations": {"ipam.spidernet.io/ippool": POOLS}}, "spec": pod_spec()}))
     .unwrap();
-    let dry = PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    aipam_e2e::wait_for(
+    aipam_e2e::wait_admitting(
+        &pods,
+        &probe,
+        2 * WEBHOOKS,
         "every webhook to see the pools",
         Duration::from_secs(20),
-        || {
-            let (pods, probe, dry) = (pods.clone(), probe.clone(), dry.clone());
-            async move {
-                for _ in 0..2 * WEBHOOKS {
-                    pods.create(&dry, &probe).await.ok()?;
-                }
-                Some(())
-            }
-        },
     )
     .await
     .unwrap();

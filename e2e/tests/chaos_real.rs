@@ -383,22 +383,12 @@ spec:
         "annotations": {"ipam.spidernet.io/ippool": POOLS}},
         "spec": {"containers": [{"name": "c", "image": "registry.invalid/app:1"}]}}))
     .unwrap();
-    let dry = kube::api::PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    aipam_e2e::wait_for(
+    aipam_e2e::wait_admitting(
+        &pods,
+        &probe,
+        2 * WEBHOOKS,
         "every webhook to see the pools",
         Duration::from_secs(30),
-        || {
-            let (pods, probe, dry) = (pods.clone(), probe.clone(), dry.clone());
-            async move {
-                for _ in 0..2 * WEBHOOKS {
-                    pods.create(&dry, &probe).await.ok()?;
-                }
-                Some(())
-            }
-        },
     )
     .await
     .unwrap();

@@ -96,16 +96,9 @@ async fn serving(pods: &Api<Pod>, what: &str) {
     let probe: Pod = serde_json::from_value(json!({"metadata": {"generateName": "probe-"},
         "spec": {"containers": [{"name": "c", "image": "registry.invalid/app:1"}]}}))
     .unwrap();
-    let dry = PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    wait_for(what, Duration::from_secs(30), || {
-        let (pods, probe, dry) = (pods.clone(), probe.clone(), dry.clone());
-        async move { pods.create(&dry, &probe).await.ok().map(|_| ()) }
-    })
-    .await
-    .unwrap();
+    aipam_e2e::wait_admitting(pods, &probe, 1, what, Duration::from_secs(30))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
