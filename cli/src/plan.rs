@@ -14,8 +14,10 @@ use aipam_core::alloc::{pick, seed_from};
 use aipam_core::config::{IpamConfig, CONFIGMAP_NAME};
 use aipam_core::model::{NamespaceInfo, NodeInfo, Owner, PodInfo};
 use aipam_core::network::pod_interfaces;
-use aipam_core::ranges::{IpFamily, IpSet};
-use aipam_core::select::{reservation_set, select, Candidate, SelectionInput};
+use aipam_core::ranges::IpFamily;
+use aipam_core::reserve::{FamilyReservation, PoolMiss};
+use aipam_core::select::{select, SelectionInput};
+use aipam_core::usage::UsedIndex;
 use aipam_core::validate::Catalog;
 use aipam_crds::convert::{pool_draft, reserved_ip_draft, subnet_draft};
 use aipam_crds::{SpiderIPPool, SpiderReservedIP, SpiderSubnet};
@@ -296,7 +298,7 @@ fn workloads(docs: &[Document], nodes: &[NodeInfo]) -> Vec<Workload> {
 /// Builds the plan.
 pub fn plan(docs: &[Document]) -> Plan {
     let mut w = load_world(docs);
-    let mut used: BTreeMap<String, IpSet> = BTreeMap::new();
+    let mut used: BTreeMap<String, UsedIndex> = BTreeMap::new();
     let mut pods = Vec::new();
     let reserved_v4 = w.catalog.reserved_set(IpFamily::V4);
     let reserved_v6 = w.catalog.reserved_set(IpFamily::V6);
@@ -409,45 +411,41 @@ pub fn plan(docs: &[Document]) -> Plan {
                             continue;
                         }
                     }
-                    let zone_mode = node.is_none() && fs.candidates.iter().any(|c| c.zone);
-                    let attempt: Vec<&Candidate> = if zone_mode {
-                        reservation_set(fs).iter().collect()
-                    } else {
-                        fs.candidates.iter().collect()
-                    };
-                    let mut got = Vec::new();
-                    for c in attempt {
-                        let Some(p) = w.catalog.pools.get(&c.pool) else {
-                            continue;
-                        };
+                    // The webhook's walk over the candidate pools, with the webhook's pick.
+                    let mut walk = FamilyReservation::new(&is.interface, fs, node.is_some());
+                    while let Some(p) = walk.next_pool(&w.catalog.pools) {
                         let reserved = if p.family == IpFamily::V4 {
                             &reserved_v4
                         } else {
                             &reserved_v6
                         };
-                        let u = used.entry(c.pool.clone()).or_default();
+                        let u = used.entry(p.name.clone()).or_default();
                         let seed = seed_from(&[
                             pod_name.as_bytes(),
                             is.interface.as_bytes(),
-                            c.pool.as_bytes(),
+                            p.name.as_bytes(),
                         ]);
-                        if let Some(ip) = pick(&p.allocatable(reserved), u, None, seed) {
-                            let _ = u.insert(ip);
-                            got.push(PlannedAddress {
-                                pool: c.pool.clone(),
-                                address: ip,
-                            });
-                            if !zone_mode {
-                                break;
+                        match pick(&p.allocatable(reserved), u, &[], seed) {
+                            Some(ip) => {
+                                u.insert(&ip);
+                                walk.reserved(p, ip);
                             }
+                            None => walk.missed(&p.name, PoolMiss::Full),
                         }
                     }
-                    if got.is_empty() {
-                        failure = Some(format!(
-                            "interface {}: every {} candidate pool filled up while reserving",
-                            is.interface, fs.family
-                        ));
-                    }
+                    let got: Vec<PlannedAddress> = match walk.finish() {
+                        Ok(list) => list
+                            .into_iter()
+                            .map(|a| PlannedAddress {
+                                pool: a.pool,
+                                address: a.address,
+                            })
+                            .collect(),
+                        Err(miss) => {
+                            failure = Some(miss.to_string());
+                            Vec::new()
+                        }
+                    };
                     taken.extend(got.iter().cloned());
                     match fs.family {
                         IpFamily::V4 => pi.ipv4 = got,
@@ -483,7 +481,7 @@ pub fn plan(docs: &[Document]) -> Plan {
                 pool: p.name.clone(),
                 version: p.family.version(),
                 subnet: p.subnet.to_string(),
-                allocated: used.get(&p.name).map(IpSet::len).unwrap_or(0),
+                allocated: used.get(&p.name).map_or(0, |u| u.len() as u128),
                 total: p.allocatable(reserved).len(),
             }
         })

@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 
 use crate::ranges::IpSet;
+use crate::usage::UsedIndex;
 
 /// Longest object name Kubernetes accepts (DNS subdomain).
 const MAX_NAME: usize = 253;
@@ -54,32 +55,37 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
-/// The addresses of `allocatable` that nobody holds.
-pub fn free_addresses(allocatable: &IpSet, used: &IpSet) -> IpSet {
-    allocatable.difference(used)
+/// Picks a free address of `allocatable`: the one picking rule of the project. The webhook
+/// reserves with it (over its cache's index, under the read lock), `aipamctl plan` shows what it
+/// would give, and the benches measure it.
+///
+/// `used` holds the addresses taken; `avoid` the few more known taken that `used` does not show
+/// yet (an AlreadyExists on a claim create: another writer's claim the cache has not seen).
+/// `seed` spreads concurrent pickers over the free set so that replicas rarely collide: the
+/// result is the `seed % free`-th free address in order, so the same inputs always give the same
+/// address. `None` when nothing is free. O(ranges × log used), whatever the pool's size.
+pub fn pick(allocatable: &IpSet, used: &UsedIndex, avoid: &[IpAddr], seed: u64) -> Option<IpAddr> {
+    if avoid.is_empty() {
+        return used.nth_free(allocatable, seed);
+    }
+    // The few addresses to avoid come out of the (small) set of ranges to pick from, not into a
+    // copy of the pool's reservations.
+    let mut narrowed = allocatable.clone();
+    for a in avoid {
+        narrowed.remove(a);
+    }
+    used.nth_free(&narrowed, seed)
 }
 
-/// Picks a free address. `seed` spreads concurrent pickers over the free set so that replicas
-/// rarely collide; the same inputs always give the same address.
-///
-/// `preferred`, when free, wins (a StatefulSet Pod getting its old address back).
-pub fn pick(
-    allocatable: &IpSet,
-    used: &IpSet,
-    preferred: Option<&IpAddr>,
-    seed: u64,
-) -> Option<IpAddr> {
-    if let Some(p) = preferred {
-        if allocatable.contains(p) && !used.contains(p) {
-            return Some(*p);
-        }
-    }
-    let free = free_addresses(allocatable, used);
-    let n = free.len();
-    if n == 0 {
-        return None;
-    }
-    free.nth(u128::from(seed) % n)
+/// The seed of one claim-create attempt of one admission in one pool: the request's UID, the
+/// pool and the attempt number, so that concurrent admissions start at different addresses and
+/// each retry after a conflict moves on.
+pub fn attempt_seed(request_uid: &str, pool: &str, attempt: u32) -> u64 {
+    seed_from(&[
+        request_uid.as_bytes(),
+        pool.as_bytes(),
+        &attempt.to_le_bytes(),
+    ])
 }
 
 /// A 64-bit seed from any bytes (a request UID, a Pod name and a retry counter...).
@@ -122,29 +128,37 @@ mod tests {
     }
 
     #[test]
-    fn pick_prefers_the_old_address_when_free() {
-        let all = IpSet::parse_list(&["10.0.0.10-10.0.0.20"]).unwrap();
-        let used = IpSet::parse_list(&["10.0.0.12"]).unwrap();
-        let want: IpAddr = "10.0.0.15".parse().unwrap();
-        assert_eq!(pick(&all, &used, Some(&want), 7), Some(want));
-        let taken: IpAddr = "10.0.0.12".parse().unwrap();
-        let got = pick(&all, &used, Some(&taken), 7).unwrap();
-        assert_ne!(got, taken);
+    fn pick_avoids_the_addresses_it_is_told_are_taken() {
+        let all = IpSet::parse_list(&["10.0.0.10-10.0.0.12"]).unwrap();
+        let used: UsedIndex = ["10.0.0.10".parse().unwrap()].into_iter().collect();
+        let avoid: IpAddr = "10.0.0.11".parse().unwrap();
+        for seed in 0..20 {
+            assert_eq!(
+                pick(&all, &used, &[avoid], seed),
+                Some("10.0.0.12".parse().unwrap())
+            );
+        }
+        assert_eq!(
+            pick(&all, &used, &[avoid, "10.0.0.12".parse().unwrap()], 3),
+            None
+        );
+        assert_ne!(attempt_seed("uid", "p", 0), attempt_seed("uid", "p", 1));
+        assert_ne!(attempt_seed("uid", "p", 0), attempt_seed("uid", "q", 0));
     }
 
     #[test]
     fn exhaustion_arrives_exactly_at_capacity() {
         for list in [&["10.0.0.1-10.0.0.37"][..], &["fd00::1-fd00::25"][..]] {
             let all = IpSet::parse_list(list).unwrap();
-            let mut used = IpSet::new();
+            let mut used = UsedIndex::new();
             let mut seen = BTreeSet::new();
             for i in 0..all.len() {
-                let ip = pick(&all, &used, None, seed_from(&[&i.to_le_bytes()])).unwrap();
+                let ip = pick(&all, &used, &[], seed_from(&[&i.to_le_bytes()])).unwrap();
                 assert!(all.contains(&ip));
                 assert!(seen.insert(ip), "{ip} handed out twice");
-                used.insert(ip).unwrap();
+                assert!(used.insert(&ip));
             }
-            assert_eq!(pick(&all, &used, None, 1), None);
+            assert_eq!(pick(&all, &used, &[], 1), None);
         }
     }
 
@@ -153,15 +167,15 @@ mod tests {
         // Would take hours if it enumerated; answers at once on ranges.
         let v4 = IpSet::from_net(&"10.0.0.0/8".parse().unwrap());
         let v6 = IpSet::from_net(&"fd00::/64".parse().unwrap());
-        let mut used4 = IpSet::new();
-        let mut used6 = IpSet::new();
+        let mut used4 = UsedIndex::new();
+        let mut used6 = UsedIndex::new();
         for i in 0u64..2000 {
-            let ip = pick(&v4, &used4, None, seed_from(&[&i.to_le_bytes()])).unwrap();
-            assert!(used4.insert(ip).unwrap());
-            let ip = pick(&v6, &used6, None, seed_from(&[&i.to_le_bytes()])).unwrap();
-            assert!(used6.insert(ip).unwrap());
+            let ip = pick(&v4, &used4, &[], seed_from(&[&i.to_le_bytes()])).unwrap();
+            assert!(used4.insert(&ip));
+            let ip = pick(&v6, &used6, &[], seed_from(&[&i.to_le_bytes()])).unwrap();
+            assert!(used6.insert(&ip));
         }
-        assert_eq!(free_addresses(&v4, &used4).len(), (1u128 << 24) - 2000);
+        assert_eq!(used4.free_in(&v4), (1u128 << 24) - 2000);
     }
 
     proptest! {
@@ -171,8 +185,8 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let all = IpSet::parse_list(&["192.168.7.0-192.168.7.63"]).unwrap();
-            let used = IpSet::from_addrs(holes.iter().map(|h| IpAddr::from([192, 168, 7, *h as u8]))).unwrap();
-            match pick(&all, &used, None, seed) {
+            let used: UsedIndex = holes.iter().map(|h| IpAddr::from([192, 168, 7, *h as u8])).collect();
+            match pick(&all, &used, &[], seed) {
                 Some(ip) => {
                     prop_assert!(all.contains(&ip));
                     prop_assert!(!used.contains(&ip));

@@ -12,6 +12,7 @@ pub mod model;
 pub mod network;
 pub mod ranges;
 pub mod reservation;
+pub mod reserve;
 pub mod select;
 pub mod selector;
 pub mod usage;

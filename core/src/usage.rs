@@ -1,15 +1,16 @@
 //! Addresses in use per pool, indexed so that picking a free address costs the same whether
 //! the pool holds ten reservations or a hundred thousand.
 //!
-//! [`crate::alloc::pick`] works on two [`IpSet`]s and builds `allocatable - used` for every
-//! pick: O(number of used ranges) per allocation, a clone of the whole used set per admission
-//! in the webhook, and an O(n) vector shift plus prefix rebuild for every claim added. With
+//! Picking on two [`IpSet`]s (building `allocatable - used` for every pick, as the webhook did
+//! first) costs O(number of used ranges) per allocation, a clone of the whole used set per
+//! admission, and an O(n) vector shift plus prefix rebuild for every claim added. With
 //! 100,000 scattered reservations that is milliseconds per Pod. [`UsedIndex`] keeps the used
 //! addresses in sorted chunks with running counts: insert and remove cost O(chunk + chunks),
-//! counting the used addresses below a value costs O(log n), and [`UsedIndex::pick`] finds the
+//! counting the used addresses below a value costs O(log n), and `UsedIndex::nth_free` finds the
 //! `k`-th free address of a pool by binary search over the used addresses inside each range,
-//! without building any set: O(log n) whatever the pool's size. The choice is exactly as uniform as `pick`'s: the `seed % free`-th
-//! free address in order.
+//! without building any set: O(log n) whatever the pool's size. The choice is exactly the
+//! set-based one: the `seed % free`-th free address in order ([`crate::alloc::pick`] is the one
+//! entry point).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -187,20 +188,10 @@ impl UsedIndex {
             .fold(0u128, u128::saturating_add)
     }
 
-    /// The `seed % free`-th free address of `allocatable` in order (the same address
-    /// [`crate::alloc::pick`] gives for the same sets), or `preferred` when it is free. `None`
-    /// when nothing is free. O(ranges × log n).
-    pub fn pick(
-        &self,
-        allocatable: &IpSet,
-        preferred: Option<&IpAddr>,
-        seed: u64,
-    ) -> Option<IpAddr> {
-        if let Some(p) = preferred {
-            if allocatable.contains(p) && !self.contains(p) {
-                return Some(*p);
-            }
-        }
+    /// The `seed % free`-th free address of `allocatable` in order: what `(allocatable -
+    /// members).nth(seed % free)` gives on sets, without building the difference. `None` when
+    /// nothing is free. O(ranges × log n). Callers pick through [`crate::alloc::pick`].
+    pub(crate) fn nth_free(&self, allocatable: &IpSet, seed: u64) -> Option<IpAddr> {
         let family = allocatable.family()?;
         if !self.comparable(allocatable) {
             return allocatable.nth(u128::from(seed) % allocatable.len().max(1));
@@ -299,8 +290,16 @@ impl Usage for BTreeMap<String, UsedIndex> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::alloc::pick;
     use proptest::prelude::*;
+
+    /// The set-based rule the index must agree with: `(all - used).nth(seed % free)`.
+    fn pick(all: &IpSet, used: &IpSet, seed: u64) -> Option<IpAddr> {
+        let free = all.difference(used);
+        match free.len() {
+            0 => None,
+            n => free.nth(u128::from(seed) % n),
+        }
+    }
 
     fn v4(x: u32) -> IpAddr {
         IpAddr::V4(x.into())
@@ -335,17 +334,13 @@ mod tests {
     }
 
     #[test]
-    fn a_full_pool_has_nothing_to_pick_and_the_preferred_address_wins_when_free() {
+    fn a_full_pool_has_nothing_to_pick_and_a_freed_address_is_the_one_picked() {
         let all = IpSet::parse_list(&["10.0.0.1-10.0.0.4"]).unwrap();
         let mut u: UsedIndex = all.iter().collect();
         assert_eq!(u.free_in(&all), 0);
-        assert_eq!(u.pick(&all, None, 9), None);
+        assert_eq!(u.nth_free(&all, 9), None);
         u.remove(&v4(0x0a00_0003));
-        assert_eq!(u.pick(&all, None, 12345), Some(v4(0x0a00_0003)));
-        let want = v4(0x0a00_0003);
-        assert_eq!(u.pick(&all, Some(&want), 0), Some(want));
-        let taken = v4(0x0a00_0001);
-        assert_eq!(u.pick(&all, Some(&taken), 0), Some(want));
+        assert_eq!(u.nth_free(&all, 12345), Some(v4(0x0a00_0003)));
     }
 
     #[test]
@@ -356,18 +351,18 @@ mod tests {
         assert_eq!(u.free_in(&all), all.len() - 100_000);
         for seed in 0..200u64 {
             let ip = u
-                .pick(&all, None, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .nth_free(&all, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
                 .unwrap();
             assert!(all.contains(&ip) && !u.contains(&ip), "{ip}");
         }
         let set = u.to_set();
         for seed in [0u64, 1, 77, u64::MAX] {
-            assert_eq!(u.pick(&all, None, seed), pick(&all, &set, None, seed));
+            assert_eq!(u.nth_free(&all, seed), pick(&all, &set, seed));
         }
     }
 
     proptest! {
-        /// The index picks exactly what the set-based `pick` picks, and counts the same free
+        /// The index picks exactly what the set-based rule picks, and counts the same free
         /// addresses, for any pool shape, any used addresses (inside the pool or not) and any seed.
         #[test]
         fn the_index_agrees_with_set_difference(
@@ -385,7 +380,7 @@ mod tests {
             let set = IpSet::from_addrs(addrs.iter().copied()).unwrap();
             let idx: UsedIndex = addrs.iter().copied().collect();
             prop_assert_eq!(idx.free_in(&all), all.difference(&set).len());
-            prop_assert_eq!(idx.pick(&all, None, seed), pick(&all, &set, None, seed));
+            prop_assert_eq!(idx.nth_free(&all, seed), pick(&all, &set, seed));
             prop_assert_eq!(idx.to_set(), set.clone());
             let mut idx2 = idx.clone();
             for a in addrs.iter().step_by(2) {
@@ -393,7 +388,7 @@ mod tests {
             }
             let rest: Vec<IpAddr> = idx2.iter().collect();
             let set2 = IpSet::from_addrs(rest).unwrap_or_default();
-            prop_assert_eq!(idx2.pick(&all, None, seed), pick(&all, &set2, None, seed));
+            prop_assert_eq!(idx2.nth_free(&all, seed), pick(&all, &set2, seed));
         }
     }
 }

@@ -294,8 +294,8 @@ impl Cache {
     }
 
     /// Picks a free address of `allocatable` for `pool` under the read lock, without copying
-    /// the pool's reservations: the `seed`-th free address, skipping those in `avoid` (taken by
-    /// someone whose claim this cache has not seen yet). O(log held) per pick.
+    /// the pool's reservations ([`aipam_core::alloc::pick`] over this cache's index), skipping
+    /// those in `avoid` (taken by someone whose claim this cache has not seen yet).
     pub fn pick(
         &self,
         pool: &str,
@@ -305,17 +305,7 @@ impl Cache {
     ) -> Option<IpAddr> {
         let g = self.read();
         let empty = UsedIndex::new();
-        let used = g.used.get(pool).unwrap_or(&empty);
-        if avoid.is_empty() {
-            return used.pick(allocatable, None, seed);
-        }
-        // After an AlreadyExists: the few addresses to avoid come out of the (small) set of
-        // ranges to pick from, not into a copy of the pool's reservations.
-        let mut narrowed = allocatable.clone();
-        for a in avoid {
-            narrowed.remove(a);
-        }
-        used.pick(&narrowed, None, seed)
+        aipam_core::alloc::pick(allocatable, g.used.get(pool).unwrap_or(&empty), avoid, seed)
     }
 
     /// One pool entry.
