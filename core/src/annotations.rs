@@ -28,7 +28,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use crate::selector::{is_dns1123_label, is_dns1123_subdomain};
+use crate::names::{is_dns1123_label, is_dns1123_subdomain};
 
 // ---------------------------------------------------------------------------------------------
 // Keys

@@ -9,6 +9,7 @@ pub mod alloc;
 pub mod annotations;
 pub mod config;
 pub mod model;
+pub mod names;
 pub mod network;
 pub mod ranges;
 pub mod reservation;
