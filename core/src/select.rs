@@ -20,9 +20,9 @@ use std::fmt;
 
 use crate::annotations::{self, pod_ipam_annotations, IpNumber, PodIpamAnnotations, SubnetRequest};
 use crate::config::IpamConfig;
+use crate::labels::LabelSelector;
 use crate::model::{multus_name_matches, InterfaceRequest, NamespaceInfo, NodeInfo, PodInfo, Pool};
 use crate::ranges::{IpFamily, IpSet};
-use crate::selector::LabelSelector;
 use crate::usage::Usage;
 
 /// Everything selection looks at. Nothing is fetched: the caller reads it from the API (or a
@@ -1031,8 +1031,8 @@ pub fn reservation_set(fs: &FamilySelection) -> &[Candidate] {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::labels::LabelSelectorRequirement;
     use crate::model::Owner;
-    use crate::selector::LabelSelectorRequirement;
 
     // ---- builders -------------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::annotations::Route;
+use crate::labels::{LabelSelector, SelectorError};
 use crate::model::Pool;
 use crate::ranges::{IpFamily, IpRange, IpSet};
-use crate::selector::{LabelSelector, SelectorError};
 
 /// A SpiderIPPool spec as written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -1009,7 +1009,7 @@ mod tests {
         let d = PoolDraft {
             node_affinity: Some(LabelSelector {
                 match_labels: BTreeMap::new(),
-                match_expressions: vec![crate::selector::LabelSelectorRequirement {
+                match_expressions: vec![crate::labels::LabelSelectorRequirement {
                     key: "zone".to_string(),
                     operator: "In".to_string(),
                     values: vec![],
