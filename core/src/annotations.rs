@@ -28,7 +28,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use crate::names::{is_dns1123_label, is_dns1123_subdomain};
+use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_dns1123_subdomain_char};
 
 // ---------------------------------------------------------------------------------------------
 // Keys
@@ -378,11 +378,7 @@ pub fn validate_pool_name(name: &str) -> Result<(), String> {
         let toks = compile_pattern(name)
             .map_err(|why| format!("`{name}` is not a valid wildcard pattern: {why}"))?;
         let bad = toks.iter().find_map(|t| match t {
-            Tok::Lit(c)
-                if !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.') =>
-            {
-                Some(*c)
-            }
+            Tok::Lit(c) if !is_dns1123_subdomain_char(*c) => Some(*c),
             _ => None,
         });
         if let Some(c) = bad {
