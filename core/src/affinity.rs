@@ -10,8 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::labels::LabelSelector;
 use crate::model::Pool;
-use crate::selector::LabelSelector;
 
 /// Field key Kubernetes supports in `matchFields`.
 pub const FIELD_NODE_NAME: &str = "metadata.name";
@@ -214,8 +214,8 @@ pub fn terms_match(terms: &[NodeSelectorTerm], node: &crate::model::NodeInfo) ->
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::labels::LabelSelectorRequirement;
     use crate::ranges::IpSet;
-    use crate::selector::LabelSelectorRequirement;
     use std::collections::BTreeMap;
 
     fn zone(name: &str, z: &str) -> Pool {

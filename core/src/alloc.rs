@@ -8,11 +8,12 @@
 
 use std::net::IpAddr;
 
+use crate::names::DNS1123_SUBDOMAIN_MAX_LEN;
 use crate::ranges::IpSet;
 use crate::usage::UsedIndex;
 
 /// Longest object name Kubernetes accepts (DNS subdomain).
-const MAX_NAME: usize = 253;
+const MAX_NAME: usize = DNS1123_SUBDOMAIN_MAX_LEN;
 
 /// The SpiderIPClaim name for `address` in `pool`: `<pool>.<address>`, with an IPv6 address
 /// written as its 32 hex digits in 8 dash-separated groups (object names cannot hold `:`).

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::annotations::Route;
+use crate::labels::LabelSelector;
 use crate::ranges::{usable_hosts, IpFamily, IpSet};
-use crate::selector::LabelSelector;
 
 /// Labels or annotations of an object.
 pub type Labels = BTreeMap<String, String>;

@@ -293,8 +293,8 @@ impl fmt::Display for Reservation {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::labels::{LabelSelector, LabelSelectorRequirement};
     use crate::ranges::IpSet;
-    use crate::selector::{LabelSelector, LabelSelectorRequirement};
 
     fn zone_pool(name: &str, subnet: &str, zone: &str) -> Pool {
         let mut p = Pool::new(name, subnet.parse().unwrap(), IpSet::new());

@@ -12,9 +12,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::annotations::Route;
+use crate::labels::{LabelSelector, SelectorError};
 use crate::model::Pool;
+use crate::names::{is_dns1123_subdomain, DNS1123_SUBDOMAIN_MAX_LEN};
 use crate::ranges::{IpFamily, IpRange, IpSet};
-use crate::selector::{LabelSelector, SelectorError};
 
 /// A SpiderIPPool spec as written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -187,24 +188,16 @@ pub fn validate_object_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".to_string());
     }
-    if name.len() > 253 {
+    if name.len() > DNS1123_SUBDOMAIN_MAX_LEN {
         return Err(format!(
-            "must be at most 253 characters (has {})",
+            "must be at most {DNS1123_SUBDOMAIN_MAX_LEN} characters (has {})",
             name.len()
         ));
     }
-    for label in name.split('.') {
-        let ok = !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!(
-                "{name:?} is not a valid name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
-            ));
-        }
+    if !is_dns1123_subdomain(name) {
+        return Err(format!(
+            "{name:?} is not a valid name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+        ));
     }
     Ok(())
 }
@@ -1009,7 +1002,7 @@ mod tests {
         let d = PoolDraft {
             node_affinity: Some(LabelSelector {
                 match_labels: BTreeMap::new(),
-                match_expressions: vec![crate::selector::LabelSelectorRequirement {
+                match_expressions: vec![crate::labels::LabelSelectorRequirement {
                     key: "zone".to_string(),
                     operator: "In".to_string(),
                     values: vec![],

@@ -1,7 +1,7 @@
 //! From the API objects to the core's drafts: the one place where Kubernetes types meet the
 //! pure rules. Validation itself happens in `aipam_core::validate`.
 
-use aipam_core::selector::LabelSelector as CoreSelector;
+use aipam_core::labels::LabelSelector as CoreSelector;
 use aipam_core::validate::{PoolDraft, ReservedIpDraft, SubnetDraft};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 

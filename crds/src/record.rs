@@ -14,7 +14,7 @@ use crate::endpoint::IPAllocationDetail;
 use crate::{ClaimOwner, Route, SpiderIPClaim, SpiderIPClaimSpec};
 
 /// Longest label value Kubernetes accepts.
-const MAX_LABEL_VALUE: usize = 63;
+const MAX_LABEL_VALUE: usize = aipam_core::labels::LABEL_VALUE_MAX_LEN;
 
 /// Who a claim is for.
 #[derive(Clone, Debug, PartialEq, Eq)]

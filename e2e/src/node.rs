@@ -582,15 +582,8 @@ fn parse_network_text(item: &str) -> std::result::Result<RawSelection, String> {
         [name, iface] => (*name, Some(*iface)),
         _ => return Err(bad("more than one '@'")),
     };
-    let valid = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !s.starts_with('-')
-            && !s.ends_with('-')
-    };
     for part in namespace.iter().chain([&name]) {
-        if !valid(part) {
+        if !aipam_core::names::has_dns1123_label_form(part) {
             return Err(bad("names must be lowercase RFC 1123 labels"));
         }
     }

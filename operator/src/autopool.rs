@@ -313,7 +313,7 @@ pub struct AppStores {
 }
 
 fn label_ok(v: &str) -> bool {
-    v.len() <= 63
+    v.len() <= aipam_core::labels::LABEL_VALUE_MAX_LEN
 }
 
 /// One pass: create, resize and reclaim auto-pools. Returns the writes made.

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use aipam_core::labels::{LabelSelector, LabelSelectorRequirement};
 use aipam_core::model::{NodeInfo, Pool};
 use aipam_core::ranges::IpSet;
 use aipam_core::reservation::{Reservation, ReservedAddress, ReservedInterface, ANNO_RESERVATION};
-use aipam_core::selector::{LabelSelector, LabelSelectorRequirement};
 use aipam_crds::endpoint::{PodIPAllocation, WorkloadEndpointStatus};
 use aipam_crds::record::{claim_for, ClaimTarget};
 use aipam_crds::{ClaimOwner, SpiderEndpoint, SpiderIPClaim};

@@ -155,7 +155,7 @@ pub async fn run_status(ctx: Arc<Ctx>) {
 /// Claims of a pool, read live.
 async fn live_claims(ctx: &Ctx, pool: &str) -> Result<usize, kube::Error> {
     let api: Api<SpiderIPClaim> = Api::all(ctx.client.clone());
-    let lp = if pool.len() <= 63 {
+    let lp = if pool.len() <= aipam_core::labels::LABEL_VALUE_MAX_LEN {
         ListParams::default().labels(&format!("{LABEL_POOL}={pool}"))
     } else {
         ListParams::default()

@@ -19,8 +19,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// Longest DNS-1123 subdomain (a key prefix, an object name).
-pub const DNS1123_SUBDOMAIN_MAX_LEN: usize = 253;
+use crate::names::{is_dns1123_subdomain, DNS1123_SUBDOMAIN_MAX_LEN};
+
 /// Longest name part of a qualified name, and longest label value.
 pub const QUALIFIED_NAME_MAX_LEN: usize = 63;
 /// Longest label value.
@@ -248,34 +248,6 @@ fn is_qualified_name_part(s: &str) -> bool {
         && is_alnum(last)
         && s.chars()
             .all(|c| is_alnum(c) || c == '-' || c == '_' || c == '.')
-}
-
-/// One DNS-1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, ≤ 63.
-pub fn is_dns1123_label(s: &str) -> bool {
-    let lower_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let (Some(first), Some(last)) = (s.chars().next(), s.chars().last()) else {
-        return false;
-    };
-    s.len() <= 63
-        && lower_alnum(first)
-        && lower_alnum(last)
-        && s.chars().all(|c| lower_alnum(c) || c == '-')
-}
-
-/// A DNS-1123 subdomain (apimachinery's `IsDNS1123Subdomain`): ≤ 253 characters, dot-separated
-/// units of lowercase alphanumerics and `-`, each starting and ending with an alphanumeric.
-pub fn is_dns1123_subdomain(s: &str) -> bool {
-    let lower_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !s.is_empty()
-        && s.len() <= DNS1123_SUBDOMAIN_MAX_LEN
-        && s.split('.').all(|unit| {
-            let (Some(first), Some(last)) = (unit.chars().next(), unit.chars().last()) else {
-                return false;
-            };
-            lower_alnum(first)
-                && lower_alnum(last)
-                && unit.chars().all(|c| lower_alnum(c) || c == '-')
-        })
 }
 
 const NAME_CHARS: &str = "consist of alphanumeric characters, '-', '_' or '.', and must start \
