@@ -17,7 +17,7 @@ use aipam_core::reservation::{Reservation, ANNO_RESERVATION, ANNO_SKIP};
 use aipam_core::select::{select, SelectionInput};
 use aipam_crds::record::used_by_pool;
 use aipam_crds::SpiderIPClaim;
-use aipam_operator::decide::{judge_claim, ClaimVerdict};
+use aipam_rules::claims::{judge_claim, ClaimVerdict};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use aipam_core::reservation::ANNO_RESERVATION;
 use aipam_crds::record::{claim_for, ClaimTarget};
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim};
+use aipam_rules::binding::{endpoint_status, plan_binding};
+use aipam_rules::world::PodView;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
@@ -19,7 +21,6 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
 use crate::ctx::{pod_ref, Ctx};
-use crate::decide::{endpoint_status, plan_binding, PodView};
 use crate::error::{ignore_not_found, is_conflict, is_stale_write, Error};
 
 /// The controller's name in metrics.

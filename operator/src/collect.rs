@@ -1,5 +1,6 @@
 //! The collector: release and garbage collection. One scan judges every claim and endpoint
-//! against the cached Pods ([`crate::decide::judge_claim`], [`crate::decide::judge_endpoint`]);
+//! against the cached Pods ([`aipam_rules::claims::judge_claim`],
+//! [`aipam_rules::endpoints::judge_endpoint`]);
 //! before anything is deleted because its Pod is absent from the cache, the Pod is read live.
 //! Scans run at start, when asked (a Pod deleted or finished, a StatefulSet or node changed),
 //! when a young reservation's grace period ends, and every `--gc-interval`.
@@ -10,14 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim};
+use aipam_rules::claims::{judge_claim, ClaimVerdict, Why};
+use aipam_rules::endpoints::{judge_endpoint, EndpointVerdict};
+use aipam_rules::world::{PodView, World};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 
 use crate::ctx::{pod_ref, pool_ref, Ctx};
-use crate::decide::{
-    judge_claim, judge_endpoint, ClaimVerdict, EndpointVerdict, PodView, Why, World,
-};
 use crate::error::{is_conflict, is_not_found, Error};
 
 /// The controller's name in metrics.
