@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::ctx::{pod_ref, Ctx};
 use crate::error::{ignore_not_found, is_conflict, is_stale_write, Error};
+use crate::write::{delete_if_unchanged, Deleted};
 
 /// The controller's name in metrics.
 pub const NAME: &str = "binding";
@@ -173,22 +174,14 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
     // alone, planned from a cache that had not yet seen the claim deleted by the collector,
     // deleted the claim a new admission had made for the same address meanwhile.
     for name in &plan.release {
-        let uid = claims.get(name).and_then(|c| c.metadata.uid.clone());
-        let dp = kube::api::DeleteParams {
-            preconditions: Some(kube::api::Preconditions {
-                uid,
-                resource_version: None,
-            }),
-            ..kube::api::DeleteParams::default()
-        };
-        match claim_api.delete(name, &dp).await {
-            Ok(_) => {
+        let uid = claims.get(name).and_then(|c| c.metadata.uid.as_deref());
+        match delete_if_unchanged(&claim_api, name, uid, None).await? {
+            Deleted::Deleted => {
                 tracing::info!(claim = %name, pod = %view.name, reservation = %record.id,
                     "zone alternative released");
                 ctx.metrics.release("zone_alternative");
             }
-            Err(e) if crate::error::is_not_found(&e) || is_conflict(&e) => {}
-            Err(e) => return Err(e.into()),
+            Deleted::AlreadyGone | Deleted::Changed => {}
         }
     }
     if plan.late_bound {

@@ -16,10 +16,11 @@ use aipam_rules::endpoints::{judge_endpoint, EndpointVerdict};
 use aipam_rules::world::{PodView, World};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use kube::api::{Api, ListParams};
 
 use crate::ctx::{pod_ref, pool_ref, Ctx};
-use crate::error::{is_conflict, is_not_found, Error};
+use crate::error::Error;
+use crate::write::{delete_if_unchanged, Deleted};
 
 /// The controller's name in metrics.
 pub const NAME: &str = "collector";
@@ -159,15 +160,16 @@ pub async fn scan_with(
             ClaimVerdict::KeepUntil(t) => later(t, &mut report),
             ClaimVerdict::Delete { why, .. } => {
                 // Preconditions: a claim the webhook re-took meanwhile (new resourceVersion) stays.
-                let dp = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: c.metadata.uid.clone(),
-                        resource_version: c.metadata.resource_version.clone(),
-                    }),
-                    ..DeleteParams::default()
-                };
-                match api.delete(&name, &dp).await {
-                    Ok(_) => {
+                let meta = &c.metadata;
+                match delete_if_unchanged(
+                    &api,
+                    &name,
+                    meta.uid.as_deref(),
+                    meta.resource_version.as_deref(),
+                )
+                .await
+                {
+                    Ok(Deleted::Deleted) => {
                         tracing::info!(claim = %name, reservation = %c.spec.reservation,
                             why = why.label(), "claim deleted");
                         report.deleted.push((name.clone(), why));
@@ -179,9 +181,8 @@ pub async fn scan_with(
                         ctx.mark_pool(&c.spec.pool);
                         announce(ctx, c, why, &world).await;
                     }
-                    Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+                    Ok(Deleted::AlreadyGone | Deleted::Changed) => {}
                     Err(e) => {
-                        let e = Error::from(e);
                         ctx.metrics.error(NAME, e.kind());
                         first_error.get_or_insert(e);
                     }
@@ -212,21 +213,21 @@ pub async fn scan_with(
             EndpointVerdict::KeepUntil(t) => later(t, &mut report),
             EndpointVerdict::Delete { .. } => {
                 let api: Api<SpiderEndpoint> = Api::namespaced(ctx.client.clone(), &ns);
-                let dp = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: ep.metadata.uid.clone(),
-                        resource_version: ep.metadata.resource_version.clone(),
-                    }),
-                    ..DeleteParams::default()
-                };
-                match api.delete(&name, &dp).await {
-                    Ok(_) => {
+                let meta = &ep.metadata;
+                match delete_if_unchanged(
+                    &api,
+                    &name,
+                    meta.uid.as_deref(),
+                    meta.resource_version.as_deref(),
+                )
+                .await
+                {
+                    Ok(Deleted::Deleted) => {
                         report.endpoints_deleted.push(format!("{ns}/{name}"));
                         ctx.metrics.collect("endpoint");
                     }
-                    Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+                    Ok(Deleted::AlreadyGone | Deleted::Changed) => {}
                     Err(e) => {
-                        let e = Error::from(e);
                         ctx.metrics.error(NAME, e.kind());
                         first_error.get_or_insert(e);
                     }

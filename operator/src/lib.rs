@@ -15,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod pools;
 pub mod run;
+pub mod write;
 
 pub use ctx::{Ctx, Settings};
 pub use metrics::Metrics;
