@@ -188,6 +188,27 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `aipamctl inspect POD -n team-a -o json`, parsed.
+async fn inspect_json(kubeconfig: &str, pod: &str) -> Value {
+    let out = stdout(
+        &aipamctl(
+            &[
+                "inspect",
+                pod,
+                "-n",
+                "team-a",
+                "--kubeconfig",
+                kubeconfig,
+                "-o",
+                "json",
+            ],
+            None,
+        )
+        .await,
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_counts_claims_and_names_what_the_collector_will_reclaim() {
     let c = cluster().await;
@@ -325,23 +346,7 @@ async fn status_counts_claims_and_names_what_the_collector_will_reclaim() {
 async fn inspect_shows_the_rule_the_exclusions_and_what_the_pod_holds() {
     let c = cluster().await;
     let kc = c.kubeconfig.to_str().unwrap();
-    let json_out = stdout(
-        &aipamctl(
-            &[
-                "inspect",
-                "web",
-                "-n",
-                "team-a",
-                "--kubeconfig",
-                kc,
-                "-o",
-                "json",
-            ],
-            None,
-        )
-        .await,
-    );
-    let i: Value = serde_json::from_str(&json_out).unwrap();
+    let i = inspect_json(kc, "web").await;
     assert_eq!(i["node"], "node-1");
     assert_eq!(i["reservation"], "r-web");
     let eth0 = &i["interfaces"][0];
@@ -577,38 +582,26 @@ async fn inspect_names_the_pods_top_controller() {
     // before it where `owner` says so; Pods last.
     let template = json!({"metadata": {"labels": {"app": "x"}},
         "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}});
+    let replicated = |replicas: u32| {
+        json!({"replicas": replicas, "selector": {"matchLabels": {"app": "x"}},
+            "template": template})
+    };
     let objects = [
-        (
-            "apps/v1",
-            "Deployment",
-            "front",
-            None,
-            json!({"replicas": 3,
-            "selector": {"matchLabels": {"app": "x"}}, "template": template}),
-        ),
+        ("apps/v1", "Deployment", "front", None, replicated(3)),
         (
             "apps/v1",
             "ReplicaSet",
             "front-5d8",
             Some("front"),
-            json!({"replicas": 3,
-            "selector": {"matchLabels": {"app": "x"}}, "template": template}),
+            replicated(3),
         ),
-        (
-            "apps/v1",
-            "ReplicaSet",
-            "solo",
-            None,
-            json!({"replicas": 1,
-            "selector": {"matchLabels": {"app": "x"}}, "template": template}),
-        ),
+        ("apps/v1", "ReplicaSet", "solo", None, replicated(1)),
         (
             "batch/v1",
             "CronJob",
             "nightly",
             None,
-            json!({"schedule": "0 3 * * *",
-            "jobTemplate": {"spec": {"template": template}}}),
+            json!({"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": template}}}),
         ),
         (
             "batch/v1",
@@ -617,14 +610,7 @@ async fn inspect_names_the_pods_top_controller() {
             Some("nightly"),
             json!({"template": template}),
         ),
-        (
-            "apps/v1",
-            "StatefulSet",
-            "db",
-            None,
-            json!({"replicas": 2, "serviceName": "db",
-            "selector": {"matchLabels": {"app": "x"}}, "template": template}),
-        ),
+        ("apps/v1", "StatefulSet", "db", None, replicated(2)),
     ];
     let mut uids: std::collections::BTreeMap<&str, (&str, &str, String)> = Default::default();
     for (api_version, kind, name, owner, spec) in objects {
@@ -663,24 +649,8 @@ async fn inspect_names_the_pods_top_controller() {
             }))
             .await
             .unwrap();
-        let out = stdout(
-            &aipamctl(
-                &[
-                    "inspect",
-                    pod,
-                    "-n",
-                    "team-a",
-                    "--kubeconfig",
-                    kc,
-                    "-o",
-                    "json",
-                ],
-                None,
-            )
-            .await,
-        );
-        let i: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(i["owner"], shown, "{pod}: {out}");
+        let i = inspect_json(kc, pod).await;
+        assert_eq!(i["owner"], shown, "{pod}: {i}");
     }
     c.server.shutdown().await;
 }

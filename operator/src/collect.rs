@@ -20,7 +20,7 @@ use kube::api::{Api, ListParams};
 
 use crate::ctx::{pod_ref, pool_ref, Ctx};
 use crate::error::Error;
-use crate::write::{delete_if_unchanged, Deleted};
+use crate::write::{delete_as_judged, Deleted};
 
 /// The controller's name in metrics.
 pub const NAME: &str = "collector";
@@ -160,15 +160,7 @@ pub async fn scan_with(
             ClaimVerdict::KeepUntil(t) => later(t, &mut report),
             ClaimVerdict::Delete { why, .. } => {
                 // Preconditions: a claim the webhook re-took meanwhile (new resourceVersion) stays.
-                let meta = &c.metadata;
-                match delete_if_unchanged(
-                    &api,
-                    &name,
-                    meta.uid.as_deref(),
-                    meta.resource_version.as_deref(),
-                )
-                .await
-                {
+                match delete_as_judged(&api, c).await {
                     Ok(Deleted::Deleted) => {
                         tracing::info!(claim = %name, reservation = %c.spec.reservation,
                             why = why.label(), "claim deleted");
@@ -213,15 +205,7 @@ pub async fn scan_with(
             EndpointVerdict::KeepUntil(t) => later(t, &mut report),
             EndpointVerdict::Delete { .. } => {
                 let api: Api<SpiderEndpoint> = Api::namespaced(ctx.client.clone(), &ns);
-                let meta = &ep.metadata;
-                match delete_if_unchanged(
-                    &api,
-                    &name,
-                    meta.uid.as_deref(),
-                    meta.resource_version.as_deref(),
-                )
-                .await
-                {
+                match delete_as_judged(&api, ep).await {
                     Ok(Deleted::Deleted) => {
                         report.endpoints_deleted.push(format!("{ns}/{name}"));
                         ctx.metrics.collect("endpoint");

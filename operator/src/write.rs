@@ -6,6 +6,7 @@
 use std::fmt::Debug;
 
 use kube::api::{Api, DeleteParams, Preconditions};
+use kube::Resource;
 use serde::de::DeserializeOwned;
 
 use crate::error::{is_conflict, is_not_found, Error};
@@ -50,6 +51,22 @@ where
     }
 }
 
+/// [`delete_if_unchanged`] for an object as it was judged: its name, under its UID and
+/// resourceVersion.
+pub async fn delete_as_judged<K>(api: &Api<K>, judged: &K) -> Result<Deleted, Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let meta = judged.meta();
+    delete_if_unchanged(
+        api,
+        meta.name.as_deref().unwrap_or_default(),
+        meta.uid.as_deref(),
+        meta.resource_version.as_deref(),
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -91,10 +108,10 @@ mod tests {
             Deleted::Changed
         );
         assert!(api.get_opt("c").await.unwrap().is_some());
+        // As judged: its name, UID and resourceVersion.
+        let judged: ConfigMap = serde_json::from_value(first).unwrap();
         assert_eq!(
-            delete_if_unchanged(&api, "c", Some(&uid), Some(&rv))
-                .await
-                .unwrap(),
+            delete_as_judged(&api, &judged).await.unwrap(),
             Deleted::Deleted
         );
         assert_eq!(
