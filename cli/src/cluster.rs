@@ -10,6 +10,7 @@ use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::validate::{mark_overlaps_by_age, validate_pool, validate_reserved_ip};
 use aipam_crds::convert::{pool_draft, reserved_ip_draft};
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool, SpiderReservedIP};
+use aipam_rules::owner::ControllerFacts;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
@@ -188,43 +189,37 @@ pub async fn snapshot(client: &Client, config_namespace: &str) -> Result<Snapsho
     })
 }
 
-/// The controller above a ReplicaSet or Job, as the webhook resolves it: (kind, name, uid,
-/// replicas of the direct controller).
-pub async fn top_controller(
+/// What reading a Pod's direct controller tells ([`aipam_rules::owner::needs_lookup`] says
+/// when): a ReplicaSet or Job read live, a StatefulSet from the snapshot. `None` when it is not
+/// found or cannot be read (the direct controller then stands), or for another kind.
+pub async fn controller_facts(
     client: &Client,
+    snap: &Snapshot,
     namespace: &str,
     kind: &str,
     name: &str,
-) -> Option<(String, String, String, Option<u64>)> {
-    let (meta, replicas) = match kind {
+) -> Option<ControllerFacts> {
+    match kind {
         "ReplicaSet" => {
             let api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
             let rs = api.get_opt(name).await.ok()??;
-            let r = rs
-                .spec
-                .as_ref()
-                .and_then(|s| s.replicas)
-                .and_then(|r| u64::try_from(r).ok());
-            (rs.metadata, r)
+            Some(ControllerFacts::of_replica_set(&rs))
         }
         "Job" => {
             let api: Api<Job> = Api::namespaced(client.clone(), namespace);
             let job = api.get_opt(name).await.ok()??;
-            let r = job
-                .spec
-                .as_ref()
-                .and_then(|s| s.parallelism)
-                .and_then(|r| u64::try_from(r).ok());
-            (job.metadata, r)
+            Some(ControllerFacts::of_job(&job))
         }
-        _ => return None,
-    };
-    let top = meta
-        .owner_references
-        .unwrap_or_default()
-        .into_iter()
-        .find(|r| r.controller == Some(true) && (r.kind == "Deployment" || r.kind == "CronJob"))?;
-    Some((top.kind, top.name, top.uid, replicas))
+        "StatefulSet" => snap
+            .stateful_sets
+            .iter()
+            .find(|s| {
+                s.metadata.namespace.as_deref() == Some(namespace)
+                    && s.metadata.name.as_deref() == Some(name)
+            })
+            .map(ControllerFacts::of_stateful_set),
+        _ => None,
+    }
 }
 
 impl Snapshot {

@@ -17,7 +17,7 @@ use aipam_core::reservation::{Reservation, ANNO_RESERVATION, ANNO_SKIP};
 use aipam_core::select::{select, SelectionInput};
 use aipam_crds::record::used_by_pool;
 use aipam_crds::SpiderIPClaim;
-use aipam_operator::decide::{judge_claim, ClaimVerdict};
+use aipam_rules::claims::{judge_claim, ClaimVerdict};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
@@ -137,8 +137,8 @@ fn claim_is_pods(c: &SpiderIPClaim, pod: &Pod, reservation: Option<&str>) -> boo
     c.spec.namespace == ns && Some(c.spec.reservation.as_str()) == reservation
 }
 
-/// Builds the inspection of `pod` from a snapshot; `owner` is its top controller as the webhook
-/// resolves it (ReplicaSet → Deployment, Job → CronJob).
+/// Builds the inspection of `pod` from a snapshot; `owner` is its top controller by the
+/// webhook's rule, [`aipam_rules::owner::top_owner`] (ReplicaSet → Deployment, Job → CronJob).
 pub fn inspect(s: &Snapshot, pod: &Pod, owner: Option<Owner>, now: Timestamp) -> Inspection {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();

@@ -114,53 +114,22 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// The Pod's top owner by the webhook's rule ([`aipam_rules::owner`]): the direct controller,
+/// read when the rule says so (a ReplicaSet or Job live, a StatefulSet from the snapshot).
 async fn pod_owner(
     client: &kube::Client,
     snap: &cluster::Snapshot,
     pod: &k8s_openapi::api::core::v1::Pod,
 ) -> Option<aipam_core::model::Owner> {
+    use aipam_rules::owner::{direct_controller, needs_lookup, top_owner};
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let r = pod
-        .metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|r| r.controller == Some(true))?;
-    let mut owner = aipam_core::model::Owner {
-        api_version: r.api_version.clone(),
-        kind: r.kind.clone(),
-        name: r.name.clone(),
-        uid: r.uid.clone(),
-        replicas: None,
+    let direct = direct_controller(&pod.metadata)?;
+    let facts = if needs_lookup(&direct) {
+        cluster::controller_facts(client, snap, &ns, &direct.kind, &direct.name).await
+    } else {
+        None
     };
-    if r.kind == "StatefulSet" {
-        owner.replicas = snap
-            .stateful_sets
-            .iter()
-            .find(|s| {
-                s.metadata.namespace.as_deref() == Some(ns.as_str())
-                    && s.metadata.name.as_deref() == Some(r.name.as_str())
-            })
-            .and_then(|s| s.spec.as_ref().and_then(|x| x.replicas))
-            .and_then(|n| u64::try_from(n).ok());
-    }
-    if let Some((kind, name, uid, replicas)) =
-        cluster::top_controller(client, &ns, &r.kind, &r.name).await
-    {
-        owner = aipam_core::model::Owner {
-            api_version: if kind == "Deployment" {
-                "apps/v1"
-            } else {
-                "batch/v1"
-            }
-            .to_string(),
-            kind,
-            name,
-            uid,
-            replicas,
-        };
-    }
-    Some(owner)
+    Some(top_owner(direct, facts))
 }
 
 fn load(paths: &[PathBuf]) -> Result<(Vec<manifests::Document>, String)> {

@@ -1,17 +1,15 @@
 //! `aipamctl status`: pools with used/free/total, endpoints per namespace, claims no Pod holds
 //! (no live Pod of their namespace carries their reservation id), and what the operator's collector will reclaim — from one snapshot of the
-//! cluster, judged with the operator's own rules (`aipam_operator::decide`).
+//! cluster, judged with the operator's own rules (the `aipam-rules` crate).
 
 use std::collections::BTreeMap;
 
 use aipam_core::config::IpamConfig;
 use aipam_core::ranges::IpFamily;
 use aipam_crds::SpiderIPClaim;
-use aipam_operator::ctx::node_ready;
-use aipam_operator::decide::{
-    holder, judge_claim, judge_endpoint, ClaimVerdict, EndpointVerdict, PodView, Rules, SetState,
-    Why, World,
-};
+use aipam_rules::claims::{holder, judge_claim, ClaimVerdict, Why};
+use aipam_rules::endpoints::{judge_endpoint, EndpointVerdict};
+use aipam_rules::world::{PodView, Rules, World};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
@@ -138,22 +136,8 @@ pub fn rules(config: &IpamConfig) -> Rules {
 /// one-shot reader, so absent Pods fall under the grace period as after an operator restart.
 pub fn world(s: &Snapshot) -> World {
     let mut w = World::new(s.pods.iter().filter_map(PodView::from_pod).collect());
-    for set in &s.stateful_sets {
-        w.stateful_sets.insert(
-            (
-                set.metadata.namespace.clone().unwrap_or_default(),
-                set.metadata.name.clone().unwrap_or_default(),
-            ),
-            SetState {
-                replicas: i64::from(set.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1)),
-                deleting: set.metadata.deletion_timestamp.is_some(),
-            },
-        );
-    }
-    for n in &s.nodes {
-        w.nodes_ready
-            .insert(n.metadata.name.clone().unwrap_or_default(), node_ready(n));
-    }
+    w.note_stateful_sets(&s.stateful_sets);
+    w.note_nodes(&s.nodes);
     w.note_endpoints(&s.endpoints);
     w
 }

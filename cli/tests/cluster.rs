@@ -188,6 +188,27 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `aipamctl inspect POD -n team-a -o json`, parsed.
+async fn inspect_json(kubeconfig: &str, pod: &str) -> Value {
+    let out = stdout(
+        &aipamctl(
+            &[
+                "inspect",
+                pod,
+                "-n",
+                "team-a",
+                "--kubeconfig",
+                kubeconfig,
+                "-o",
+                "json",
+            ],
+            None,
+        )
+        .await,
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_counts_claims_and_names_what_the_collector_will_reclaim() {
     let c = cluster().await;
@@ -325,23 +346,7 @@ async fn status_counts_claims_and_names_what_the_collector_will_reclaim() {
 async fn inspect_shows_the_rule_the_exclusions_and_what_the_pod_holds() {
     let c = cluster().await;
     let kc = c.kubeconfig.to_str().unwrap();
-    let json_out = stdout(
-        &aipamctl(
-            &[
-                "inspect",
-                "web",
-                "-n",
-                "team-a",
-                "--kubeconfig",
-                kc,
-                "-o",
-                "json",
-            ],
-            None,
-        )
-        .await,
-    );
-    let i: Value = serde_json::from_str(&json_out).unwrap();
+    let i = inspect_json(kc, "web").await;
     assert_eq!(i["node"], "node-1");
     assert_eq!(i["reservation"], "r-web");
     let eth0 = &i["interfaces"][0];
@@ -565,6 +570,88 @@ spec:
         text.contains("IPv4 candidate 2: zone-b-v4 (100 free, zone pool)"),
         "{text}"
     );
+    c.server.shutdown().await;
+}
+
+/// The controller `inspect` names is the webhook's (`aipam_rules::owner`): a ReplicaSet gives
+/// way to its Deployment, a Job to its CronJob; one without stands, and so does a StatefulSet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_names_the_pods_top_controller() {
+    let c = cluster().await;
+    // Made in order, each owned (by its real UID, or the stand-in collects it) by the one
+    // before it where `owner` says so; Pods last.
+    let template = json!({"metadata": {"labels": {"app": "x"}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}});
+    let replicated = |replicas: u32| {
+        json!({"replicas": replicas, "selector": {"matchLabels": {"app": "x"}},
+            "template": template})
+    };
+    let objects = [
+        ("apps/v1", "Deployment", "front", None, replicated(3)),
+        (
+            "apps/v1",
+            "ReplicaSet",
+            "front-5d8",
+            Some("front"),
+            replicated(3),
+        ),
+        ("apps/v1", "ReplicaSet", "solo", None, replicated(1)),
+        (
+            "batch/v1",
+            "CronJob",
+            "nightly",
+            None,
+            json!({"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": template}}}),
+        ),
+        (
+            "batch/v1",
+            "Job",
+            "nightly-28",
+            Some("nightly"),
+            json!({"template": template}),
+        ),
+        ("apps/v1", "StatefulSet", "db", None, replicated(2)),
+    ];
+    let mut uids: std::collections::BTreeMap<&str, (&str, &str, String)> = Default::default();
+    for (api_version, kind, name, owner, spec) in objects {
+        let mut meta = json!({"name": name, "namespace": "team-a"});
+        if let Some(o) = owner {
+            let (a, k, uid) = &uids[o];
+            meta["ownerReferences"] = json!([{"apiVersion": a, "kind": k, "name": o,
+                "uid": uid, "controller": true}]);
+        }
+        let made = c
+            .server
+            .apply_object(json!({"apiVersion": api_version, "kind": kind,
+                "metadata": meta, "spec": spec}))
+            .await
+            .unwrap();
+        let uid = made["metadata"]["uid"].as_str().unwrap().to_string();
+        uids.insert(name, (api_version, kind, uid));
+    }
+    let kc = c.kubeconfig.to_str().unwrap();
+    for (pod, owner, shown) in [
+        ("front-1", "front-5d8", "Deployment/front"),
+        ("solo-1", "solo", "ReplicaSet/solo"),
+        ("nightly-1", "nightly-28", "CronJob/nightly"),
+        ("db-0", "db", "StatefulSet/db"),
+    ] {
+        let (api_version, kind, uid) = &uids[owner];
+        c.server
+            .apply_object(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {
+                    "name": pod, "namespace": "team-a",
+                    "ownerReferences": [{"apiVersion": api_version, "kind": kind,
+                        "name": owner, "uid": uid, "controller": true}]
+                },
+                "spec": {"containers": [{"name": "c", "image": "x"}]}
+            }))
+            .await
+            .unwrap();
+        let i = inspect_json(kc, pod).await;
+        assert_eq!(i["owner"], shown, "{pod}: {i}");
+    }
     c.server.shutdown().await;
 }
 

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aipam_crds::SpiderIPClaim;
-use aipam_operator::decide::{judge_claim, ClaimVerdict, PodView, Rules, World};
 use aipam_operator::run::slim;
+use aipam_rules::claims::{judge_claim, ClaimVerdict};
+use aipam_rules::world::{PodView, Rules, World};
 use aipam_webhook::pod::PodHooks;
 use aipam_webhook::testkit::{apply_patch, load, pod_create, resident_kib, synced_cache};
 use aipam_webhook::MemoryEffects;
@@ -191,7 +192,7 @@ fn probe(dir: &std::path::Path) {
     );
     println!("  index the Pods (PodView::from_pod + World::new)  {w:>9.1}");
     println!("  (copying the claim store, as scan did before)    {c:>9.1}");
-    println!("  judge every claim (decide::judge_claim)          {j:>9.1}");
+    println!("  judge every claim (claims::judge_claim)          {j:>9.1}");
     println!(
         "  scan total (index + judge)                       {:>9.1}",
         w + j

@@ -25,12 +25,13 @@ use aipam_crds::SpiderIPPool;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
 use serde_json::json;
 
 use crate::ctx::{pool_ref, Ctx};
 use crate::error::Error;
+use crate::write::{delete_if_unchanged, Deleted};
 
 /// Label on an auto-pool: its SpiderSubnet.
 pub const LABEL_SUBNET: &str = "ipam.spidernet.io/owner-spider-subnet";
@@ -461,10 +462,9 @@ pub async fn sync(ctx: &Ctx, apps_now: &[App], cfg: &IpamConfig) -> Result<usize
         {
             continue;
         }
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => writes += 1,
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
+        // By name, without a precondition (a 404 is fine, as before).
+        if delete_if_unchanged(&api, name, None, None).await? == Deleted::Deleted {
+            writes += 1;
         }
     }
     Ok(writes)

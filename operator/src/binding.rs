@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use aipam_core::reservation::ANNO_RESERVATION;
 use aipam_crds::record::{claim_for, ClaimTarget};
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim};
+use aipam_rules::binding::{endpoint_status, plan_binding};
+use aipam_rules::world::PodView;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
@@ -19,8 +21,8 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
 use crate::ctx::{pod_ref, Ctx};
-use crate::decide::{endpoint_status, plan_binding, PodView};
 use crate::error::{ignore_not_found, is_conflict, is_stale_write, Error};
+use crate::write::{delete_if_unchanged, Deleted};
 
 /// The controller's name in metrics.
 pub const NAME: &str = "binding";
@@ -172,22 +174,14 @@ async fn bind_pod(pod: &Pod, ctx: &Ctx) -> Result<Action, Error> {
     // alone, planned from a cache that had not yet seen the claim deleted by the collector,
     // deleted the claim a new admission had made for the same address meanwhile.
     for name in &plan.release {
-        let uid = claims.get(name).and_then(|c| c.metadata.uid.clone());
-        let dp = kube::api::DeleteParams {
-            preconditions: Some(kube::api::Preconditions {
-                uid,
-                resource_version: None,
-            }),
-            ..kube::api::DeleteParams::default()
-        };
-        match claim_api.delete(name, &dp).await {
-            Ok(_) => {
+        let uid = claims.get(name).and_then(|c| c.metadata.uid.as_deref());
+        match delete_if_unchanged(&claim_api, name, uid, None).await? {
+            Deleted::Deleted => {
                 tracing::info!(claim = %name, pod = %view.name, reservation = %record.id,
                     "zone alternative released");
                 ctx.metrics.release("zone_alternative");
             }
-            Err(e) if crate::error::is_not_found(&e) || is_conflict(&e) => {}
-            Err(e) => return Err(e.into()),
+            Deleted::AlreadyGone | Deleted::Changed => {}
         }
     }
     if plan.late_bound {

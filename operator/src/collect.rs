@@ -1,5 +1,6 @@
 //! The collector: release and garbage collection. One scan judges every claim and endpoint
-//! against the cached Pods ([`crate::decide::judge_claim`], [`crate::decide::judge_endpoint`]);
+//! against the cached Pods ([`aipam_rules::claims::judge_claim`],
+//! [`aipam_rules::endpoints::judge_endpoint`]);
 //! before anything is deleted because its Pod is absent from the cache, the Pod is read live.
 //! Scans run at start, when asked (a Pod deleted or finished, a StatefulSet or node changed),
 //! when a young reservation's grace period ends, and every `--gc-interval`.
@@ -10,15 +11,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim};
+use aipam_rules::claims::{judge_claim, ClaimVerdict, Why};
+use aipam_rules::endpoints::{judge_endpoint, EndpointVerdict};
+use aipam_rules::world::{PodView, World};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use kube::api::{Api, ListParams};
 
 use crate::ctx::{pod_ref, pool_ref, Ctx};
-use crate::decide::{
-    judge_claim, judge_endpoint, ClaimVerdict, EndpointVerdict, PodView, Why, World,
-};
-use crate::error::{is_conflict, is_not_found, Error};
+use crate::error::Error;
+use crate::write::{delete_as_judged, Deleted};
 
 /// The controller's name in metrics.
 pub const NAME: &str = "collector";
@@ -158,15 +160,8 @@ pub async fn scan_with(
             ClaimVerdict::KeepUntil(t) => later(t, &mut report),
             ClaimVerdict::Delete { why, .. } => {
                 // Preconditions: a claim the webhook re-took meanwhile (new resourceVersion) stays.
-                let dp = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: c.metadata.uid.clone(),
-                        resource_version: c.metadata.resource_version.clone(),
-                    }),
-                    ..DeleteParams::default()
-                };
-                match api.delete(&name, &dp).await {
-                    Ok(_) => {
+                match delete_as_judged(&api, c).await {
+                    Ok(Deleted::Deleted) => {
                         tracing::info!(claim = %name, reservation = %c.spec.reservation,
                             why = why.label(), "claim deleted");
                         report.deleted.push((name.clone(), why));
@@ -178,9 +173,8 @@ pub async fn scan_with(
                         ctx.mark_pool(&c.spec.pool);
                         announce(ctx, c, why, &world).await;
                     }
-                    Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+                    Ok(Deleted::AlreadyGone | Deleted::Changed) => {}
                     Err(e) => {
-                        let e = Error::from(e);
                         ctx.metrics.error(NAME, e.kind());
                         first_error.get_or_insert(e);
                     }
@@ -211,21 +205,13 @@ pub async fn scan_with(
             EndpointVerdict::KeepUntil(t) => later(t, &mut report),
             EndpointVerdict::Delete { .. } => {
                 let api: Api<SpiderEndpoint> = Api::namespaced(ctx.client.clone(), &ns);
-                let dp = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: ep.metadata.uid.clone(),
-                        resource_version: ep.metadata.resource_version.clone(),
-                    }),
-                    ..DeleteParams::default()
-                };
-                match api.delete(&name, &dp).await {
-                    Ok(_) => {
+                match delete_as_judged(&api, ep).await {
+                    Ok(Deleted::Deleted) => {
                         report.endpoints_deleted.push(format!("{ns}/{name}"));
                         ctx.metrics.collect("endpoint");
                     }
-                    Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+                    Ok(Deleted::AlreadyGone | Deleted::Changed) => {}
                     Err(e) => {
-                        let e = Error::from(e);
                         ctx.metrics.error(NAME, e.kind());
                         first_error.get_or_insert(e);
                     }

@@ -10,6 +10,7 @@ use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::validate::{validate_pool, validate_reserved_ip};
 use aipam_crds::convert::{pool_draft, reserved_ip_draft};
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool, SpiderReservedIP, SpiderSubnet};
+use aipam_rules::world::{PodView, Rules, World};
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
@@ -19,7 +20,6 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Client;
 use tokio::sync::Notify;
 
-use crate::decide::{PodView, Rules, SetState, World};
 use crate::metrics::Metrics;
 
 /// Operator settings (flags and the `spiderpool-conf` ConfigMap).
@@ -224,23 +224,8 @@ impl Ctx {
             .filter_map(|p| PodView::from_pod(p))
             .collect();
         let mut w = World::new(pods);
-        for s in self.stores.sets.state() {
-            let key = (
-                s.metadata.namespace.clone().unwrap_or_default(),
-                s.metadata.name.clone().unwrap_or_default(),
-            );
-            w.stateful_sets.insert(
-                key,
-                SetState {
-                    replicas: i64::from(s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)),
-                    deleting: s.metadata.deletion_timestamp.is_some(),
-                },
-            );
-        }
-        for n in self.stores.nodes.state() {
-            w.nodes_ready
-                .insert(n.metadata.name.clone().unwrap_or_default(), node_ready(&n));
-        }
+        w.note_stateful_sets(self.stores.sets.state().iter().map(|s| &**s));
+        w.note_nodes(self.stores.nodes.state().iter().map(|n| &**n));
         let g = lock(&self.gone);
         w.gone_uids = g.uids.keys().cloned().collect();
         w.gone_reservations = g
@@ -325,14 +310,6 @@ impl Ctx {
     pub fn grace(&self) -> SignedDuration {
         self.settings.rules.grace
     }
-}
-
-/// Whether a node reports Ready=True.
-pub fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// An object reference to a Pod.

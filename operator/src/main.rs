@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use aipam_core::config::{IpamConfig, CONFIGMAP_NAME};
-use aipam_operator::decide::Rules;
 use aipam_operator::leader::{Elector, LeaseConfig};
 use aipam_operator::{start, Metrics, Settings};
+use aipam_rules::world::Rules;
 use anyhow::Context;
 use clap::Parser;
 use k8s_openapi::api::core::v1::ConfigMap;

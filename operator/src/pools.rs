@@ -16,13 +16,13 @@ use aipam_core::reservation::LABEL_POOL;
 use aipam_core::validate::validate_subnet;
 use aipam_crds::convert::subnet_draft;
 use aipam_crds::{SpiderIPClaim, SpiderIPPool, SpiderSubnet};
+use aipam_rules::counters::{allocated_per_pool, subnet_counts};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use serde_json::json;
 
 use crate::ctx::{pool_ref, Ctx};
-use crate::decide::{allocated_per_pool, subnet_counts};
 use crate::error::Error;
 
 /// The finalizer on pools (Spiderpool's).

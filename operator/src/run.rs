@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool, SpiderReservedIP, SpiderSubnet};
+use aipam_rules::node::node_ready;
+use aipam_rules::world::PodView;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -20,8 +22,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
-use crate::ctx::{node_ready, Ctx, Settings, Stores};
-use crate::decide::PodView;
+use crate::ctx::{Ctx, Settings, Stores};
 use crate::metrics::Metrics;
 use crate::{autopool, binding, collect, pools};
 

@@ -17,9 +17,10 @@ use aipam_core::reservation::{Reservation, ReservedAddress, ReservedInterface, A
 use aipam_crds::record::{claim_for, ClaimTarget};
 use aipam_crds::{ClaimOwner, SpiderEndpoint, SpiderIPClaim, SpiderIPPool, SpiderSubnet};
 use aipam_operator::collect::scan_with;
-use aipam_operator::decide::{held_twice, Rules, World};
 use aipam_operator::leader::{Elector, LeaseConfig};
 use aipam_operator::{start, Metrics, Running, Settings};
+use aipam_rules::counters::held_twice;
+use aipam_rules::world::{Rules, World};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::jiff::SignedDuration;
