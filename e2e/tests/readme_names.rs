@@ -283,7 +283,7 @@ fn every_name_a_readme_cites_exists() {
             let spans = code_spans(line);
             let mut file: Option<PathBuf> = None;
             for s in spans {
-                if s.ends_with(".rs") && !s.contains(' ') {
+                if s.ends_with(".rs") && !s.contains([' ', '*']) {
                     file = [base.join(&s), base.join("src").join(&s), root.join(&s)]
                         .into_iter()
                         .find(|p| p.exists());

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use aipam_core::labels::{LabelSelector, LabelSelectorRequirement};
 use aipam_core::model::{NodeInfo, Pool};
 use aipam_core::ranges::IpSet;
 use aipam_core::reservation::Reservation;
-use aipam_core::selector::{LabelSelector, LabelSelectorRequirement};
 use aipam_crds::SpiderIPClaim;
 
 use crate::testkit::{mk_claim, mk_endpoint, mk_pod, ra, record, t};

@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aipam_crds::{SpiderEndpoint, SpiderIPClaim};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::Value;
@@ -51,14 +50,9 @@ pub enum ClaimCreated {
     AlreadyExists,
 }
 
-/// A Pod's direct controller, as read from the API (a ReplicaSet or a Job).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ControllerObject {
-    /// `spec.replicas` (ReplicaSet) or `spec.parallelism` (Job).
-    pub replicas: Option<u64>,
-    /// The object's own controller ownerReference (a Deployment, a CronJob), if any.
-    pub controller: Option<OwnerReference>,
-}
+/// A Pod's direct controller, as read from the API (a ReplicaSet, a Job or a StatefulSet):
+/// what [`aipam_rules::owner::top_owner`] needs.
+pub type ControllerObject = aipam_rules::owner::ControllerFacts;
 
 /// Everything the Pod hooks do to the cluster besides reading the cache.
 pub trait Effects: Send + Sync + 'static {
@@ -419,11 +413,6 @@ impl Effects for KubeEffects {
         kind: &str,
         name: &str,
     ) -> Result<Option<ControllerObject>, EffectError> {
-        let controller_of = |refs: Option<Vec<OwnerReference>>| {
-            refs.unwrap_or_default()
-                .into_iter()
-                .find(|r| r.controller == Some(true))
-        };
         match kind {
             "ReplicaSet" => {
                 let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
@@ -431,14 +420,7 @@ impl Effects for KubeEffects {
                     .retrying(|| api.get_opt(name))
                     .await
                     .map_err(|e| api_err(&format!("reading ReplicaSet {namespace}/{name}"), e))?;
-                Ok(rs.map(|rs| ControllerObject {
-                    replicas: rs
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.replicas)
-                        .and_then(|r| u64::try_from(r).ok()),
-                    controller: controller_of(rs.metadata.owner_references),
-                }))
+                Ok(rs.as_ref().map(ControllerObject::of_replica_set))
             }
             "Job" => {
                 let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
@@ -446,17 +428,18 @@ impl Effects for KubeEffects {
                     .retrying(|| api.get_opt(name))
                     .await
                     .map_err(|e| api_err(&format!("reading Job {namespace}/{name}"), e))?;
-                Ok(job.map(|j| ControllerObject {
-                    replicas: j
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.parallelism)
-                        .and_then(|r| u64::try_from(r).ok()),
-                    controller: controller_of(j.metadata.owner_references),
-                }))
+                Ok(job.as_ref().map(ControllerObject::of_job))
+            }
+            "StatefulSet" => {
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
+                let set = self
+                    .retrying(|| api.get_opt(name))
+                    .await
+                    .map_err(|e| api_err(&format!("reading StatefulSet {namespace}/{name}"), e))?;
+                Ok(set.as_ref().map(ControllerObject::of_stateful_set))
             }
             other => Err(EffectError::Api(format!(
-                "reading a {other}: only ReplicaSet and Job owners are looked up"
+                "reading a {other}: only ReplicaSet, Job and StatefulSet owners are looked up"
             ))),
         }
     }

@@ -25,6 +25,7 @@ use aipam_core::affinity;
 use aipam_core::model::Owner;
 use aipam_core::reservation::reservation_id;
 use aipam_crds::record::required_node_terms;
+use aipam_rules::owner;
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
@@ -120,49 +121,29 @@ impl<E: Effects> PodHooks<E> {
         }
     }
 
-    /// The Pod's top controller: ReplicaSet → Deployment, Job → CronJob.
+    /// The Pod's top controller by the one owner rule ([`aipam_rules::owner`]): ReplicaSet →
+    /// Deployment, Job → CronJob, replicas from the object read; this reads it.
     pub async fn resolve_owner(&self, namespace: &str, meta: &ObjectMeta) -> Option<Owner> {
-        let r = meta
-            .owner_references
-            .as_ref()?
-            .iter()
-            .find(|r| r.controller == Some(true))?;
-        let mut owner = Owner {
-            api_version: r.api_version.clone(),
-            kind: r.kind.clone(),
-            name: r.name.clone(),
-            uid: r.uid.clone(),
-            replicas: None,
-        };
-        let lookup = (r.kind == "ReplicaSet" && r.api_version.starts_with("apps/"))
-            || (r.kind == "Job" && r.api_version.starts_with("batch/"));
-        if lookup {
-            match self
-                .effects
-                .get_controller(namespace, &r.kind, &r.name)
-                .await
-            {
-                Ok(Some(c)) => {
-                    owner.replicas = c.replicas;
-                    if let Some(top) = c
-                        .controller
-                        .filter(|t| t.kind == "Deployment" || t.kind == "CronJob")
-                    {
-                        owner = Owner {
-                            api_version: top.api_version,
-                            kind: top.kind,
-                            name: top.name,
-                            uid: top.uid,
-                            replicas: c.replicas,
-                        };
+        let direct = owner::direct_controller(meta)?;
+        let facts = if owner::needs_lookup(&direct) {
+            let (kind, name) = (&direct.kind, &direct.name);
+            match self.effects.get_controller(namespace, kind, name).await {
+                Ok(found) => {
+                    if found.is_none() {
+                        debug!(namespace, %kind, %name, "owner not found");
                     }
+                    found
                 }
-                Ok(None) => debug!(namespace, kind = %r.kind, name = %r.name, "owner not found"),
-                Err(e) => warn!(namespace, kind = %r.kind, name = %r.name, error = %e,
-                    "cannot read the Pod's owner; using the direct controller"),
+                Err(e) => {
+                    warn!(namespace, %kind, %name, error = %e,
+                        "cannot read the Pod's owner; using the direct controller");
+                    None
+                }
             }
-        }
-        Some(owner)
+        } else {
+            None
+        };
+        Some(owner::top_owner(direct, facts))
     }
 
     /// `/mutate-pod`.
