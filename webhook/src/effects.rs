@@ -287,6 +287,20 @@ impl KubeEffects {
         self
     }
 
+    /// One namespaced object, `None` when absent; retried on 429 like every call here.
+    async fn get_namespaced<K>(&self, namespace: &str, name: &str) -> Result<Option<K>, EffectError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        self.retrying(|| api.get_opt(name))
+            .await
+            .map_err(|e| api_err(&format!("reading {} {namespace}/{name}", K::kind(&())), e))
+    }
+
     /// Runs `call`, again after each 429 while [`Overload::delay`] allows; the last answer.
     async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, kube::Error>
     where
@@ -414,30 +428,21 @@ impl Effects for KubeEffects {
         name: &str,
     ) -> Result<Option<ControllerObject>, EffectError> {
         match kind {
-            "ReplicaSet" => {
-                let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
-                let rs = self
-                    .retrying(|| api.get_opt(name))
-                    .await
-                    .map_err(|e| api_err(&format!("reading ReplicaSet {namespace}/{name}"), e))?;
-                Ok(rs.as_ref().map(ControllerObject::of_replica_set))
-            }
-            "Job" => {
-                let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
-                let job = self
-                    .retrying(|| api.get_opt(name))
-                    .await
-                    .map_err(|e| api_err(&format!("reading Job {namespace}/{name}"), e))?;
-                Ok(job.as_ref().map(ControllerObject::of_job))
-            }
-            "StatefulSet" => {
-                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
-                let set = self
-                    .retrying(|| api.get_opt(name))
-                    .await
-                    .map_err(|e| api_err(&format!("reading StatefulSet {namespace}/{name}"), e))?;
-                Ok(set.as_ref().map(ControllerObject::of_stateful_set))
-            }
+            "ReplicaSet" => Ok(self
+                .get_namespaced::<ReplicaSet>(namespace, name)
+                .await?
+                .as_ref()
+                .map(ControllerObject::of_replica_set)),
+            "Job" => Ok(self
+                .get_namespaced::<Job>(namespace, name)
+                .await?
+                .as_ref()
+                .map(ControllerObject::of_job)),
+            "StatefulSet" => Ok(self
+                .get_namespaced::<StatefulSet>(namespace, name)
+                .await?
+                .as_ref()
+                .map(ControllerObject::of_stateful_set)),
             other => Err(EffectError::Api(format!(
                 "reading a {other}: only ReplicaSet, Job and StatefulSet owners are looked up"
             ))),
