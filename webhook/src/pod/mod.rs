@@ -189,7 +189,7 @@ impl<E: Effects> PodHooks<E> {
         };
         let snap = self.cache.snapshot();
         let plan = plan::plan(&screened, &facts, &pod, &snap, &self.cache)?;
-        warnings.extend(plan.warnings.iter().cloned());
+        warnings.extend(plan.notes.iter().cloned());
         if req.dry_run {
             return Ok(patch::unserved(with_record));
         }
@@ -203,7 +203,7 @@ impl<E: Effects> PodHooks<E> {
         };
         let mut made = Vec::new();
         let outcome = self
-            .reserve_all(&who, &snap, &plan.selection, &mut made)
+            .reserve_all(&who, &snap, &plan, &mut made)
             .await
             .and_then(|record| {
                 let node_known = screened.node.is_some();

@@ -118,15 +118,6 @@ pub(crate) struct Facts {
     pub name_taken: bool,
 }
 
-/// The plan: the pools per interface and family, and what kubectl shows as warnings.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    /// Pool selection's answer.
-    pub selection: Selection,
-    /// Shown by kubectl ("Warning: ...").
-    pub warnings: Vec<String>,
-}
-
 /// Selection's view of the addresses in use, with those kept for the Pod being admitted (its
 /// StatefulSet ordinal's previous incarnation) counted as free to it.
 #[derive(Debug)]
@@ -144,14 +135,15 @@ impl<U: Usage> Usage for OwnKept<'_, U> {
     }
 }
 
-/// The plan for a screened Pod, or why it is refused.
+/// The plan for a screened Pod: pool selection's answer (its `notes` are what kubectl shows as
+/// warnings), or why the Pod is refused.
 pub(crate) fn plan<U: Usage>(
     s: &Screened,
     facts: &Facts,
     pod: &Pod,
     snap: &Snapshot,
     used: &U,
-) -> Result<Plan, Refused> {
+) -> Result<Selection, Refused> {
     if let (false, true, Some(n)) = (facts.kept.is_empty(), facts.name_taken, s.name.as_deref()) {
         // The kept addresses go to the next Pod of the name once the previous one is gone.
         // While a Pod of this name exists, this creation fails anyway (the name is taken), and
@@ -197,10 +189,7 @@ pub(crate) fn plan<U: Usage>(
             }
         }
     }
-    Ok(Plan {
-        warnings: selection.notes.clone(),
-        selection,
-    })
+    Ok(selection)
 }
 
 /// A kept StatefulSet claim to take over for one interface and family.

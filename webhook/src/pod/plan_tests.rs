@@ -106,7 +106,7 @@ fn the_plan_names_the_default_pool_and_a_kept_name_still_held_is_refused() {
     };
     let snap = c.snapshot();
     let got = plan::plan(&s, &facts, &p, &snap, &c).unwrap();
-    let fam = &got.selection.interfaces[0].families[0];
+    let fam = &got.interfaces[0].families[0];
     assert_eq!(fam.candidates[0].pool, "plain");
 
     // Claims kept for the name while a Pod of that name lives.
@@ -148,7 +148,7 @@ fn the_plan_names_the_default_pool_and_a_kept_name_still_held_is_refused() {
         ..held
     };
     let got = plan::plan(&s, &free, &p, &snap, &c).unwrap();
-    let fam = &got.selection.interfaces[0].families[0];
+    let fam = &got.interfaces[0].families[0];
     let t = plan::take_over(&s.config, &kept, "eth0", fam).unwrap();
     assert_eq!(
         (t.claim.as_str(), t.previous.as_str()),
