@@ -128,6 +128,11 @@ pub struct IPAllocationDetail {
     #[serde(default, rename = "ipv6Pool", skip_serializing_if = "Option::is_none")]
     pub ipv6_pool: Option<String>,
 
+    /// MAC address of the interface, when the IPAM knows it (Spiderpool 1.2 records it for IaaS
+    /// providers that bind an address to a MAC). Kept as written; aipam does not set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+
     /// DEPRECATED: Vlan is deprecated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 4094), extend("default" = 0))]

@@ -159,8 +159,10 @@ pub struct IPPoolSpec {
 #[serde(rename_all = "camelCase")]
 #[schemars(description = "IPPoolStatus defines the observed state of SpiderIPPool.")]
 pub struct IPPoolStatus {
-    /// Current allocations of this pool: a JSON object mapping each allocated IP to a
-    /// `{"interface", "pod", "podUid"}` record.
+    /// Spiderpool's record of this pool's allocations: a JSON object mapping each allocated IP
+    /// to a `{"pod": "namespace/name", "podUid"}` record. aipam never writes it (its record is
+    /// the SpiderIPClaims); `aipamctl migrate` turns a live Spiderpool's entries into claims and
+    /// then clears it.
     #[serde(
         default,
         rename = "allocatedIPs",
@@ -190,8 +192,13 @@ pub struct IPPoolStatus {
 /// One entry of the `status.allocatedIPs` map (Spiderpool's `PoolIPAllocation`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct PoolIPAllocation {
-    /// The Pod's interface holding the address.
-    #[serde(rename = "interface")]
+    /// The Pod's interface holding the address. Spiderpool before 0.8 wrote it; v2beta1 of
+    /// Spiderpool 1.x writes only `pod` and `podUid` (the interface is in the SpiderEndpoint).
+    #[serde(
+        rename = "interface",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub nic: String,
     /// The Pod, as `namespace/name`.
     #[serde(rename = "pod")]

@@ -155,6 +155,7 @@ pub fn endpoint_ips(details: &[IpDetail]) -> Vec<IPAllocationDetail> {
         .iter()
         .map(|d| IPAllocationDetail {
             nic: d.interface.clone(),
+            mac: None,
             ipv4: d.ipv4.as_ref().map(|f| f.address.to_string()),
             ipv6: d.ipv6.as_ref().map(|f| f.address.to_string()),
             ipv4_pool: d.ipv4.as_ref().map(|f| f.pool.clone()),

@@ -181,3 +181,20 @@ fn status_as_the_api_server_returns_it() {
     });
     let _: SpiderSubnet = round_trip(&subnet);
 }
+
+#[test]
+fn allocations_as_spiderpool_1_writes_them() {
+    // Spiderpool 1.x (v2beta1 PoolIPAllocation) writes only the Pod and its UID.
+    let status = aipam_crds::IPPoolStatus {
+        allocated_ips: Some(
+            r#"{"10.6.0.7":{"pod":"team-a/web-0","podUid":"9f1c"},"10.6.0.8":{"pod":"team-a/web-1","podUid":"77aa"}}"#
+                .to_string(),
+        ),
+        ..Default::default()
+    };
+    let alloc = status.allocations().unwrap();
+    assert_eq!(alloc.len(), 2);
+    assert_eq!(alloc["10.6.0.7"].namespaced_name, "team-a/web-0");
+    assert_eq!(alloc["10.6.0.7"].pod_uid, "9f1c");
+    assert_eq!(alloc["10.6.0.7"].nic, "");
+}
