@@ -3,6 +3,7 @@
 mod cluster;
 mod inspect;
 mod manifests;
+mod migrate;
 mod plan;
 mod status;
 mod table;
@@ -67,6 +68,22 @@ enum Command {
     /// checked against the pools' status), SpiderEndpoints per namespace, reservations not yet
     /// bound to a Pod, and what the operator's collector will reclaim, with why.
     Status {
+        #[command(flatten)]
+        cluster: cluster::ClusterArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Against a cluster running Spiderpool (its agent and controller stopped, aipam's CRDs
+    /// applied, aipam's webhook not yet installed): turns what Spiderpool holds for the Pods
+    /// running now (every pool's status.allocatedIPs, every SpiderEndpoint) into SpiderIPClaims
+    /// and each Pod's aipam.io/reservation record, so that no running Pod's address is handed out
+    /// again and each reads it back at a sandbox restart. Refuses, writing nothing, when the
+    /// state is inconsistent (exit 1). Safe to run again.
+    Migrate {
+        /// Print what would be written; write nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         cluster: cluster::ClusterArgs,
         /// Output format.
@@ -182,6 +199,29 @@ fn run() -> Result<ExitCode> {
                 format!("Planning {source}\n\n{}", plan::render(&plan))
             })?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate {
+            dry_run,
+            cluster,
+            output,
+        } => {
+            let result = runtime()?.block_on(async {
+                let client = cluster::connect(&cluster)
+                    .await
+                    .map_err(migrate::MigrateError::from)?;
+                migrate::migrate(&client, &cluster.config_namespace, dry_run).await
+            });
+            match result {
+                Ok(report) => {
+                    emit(output, &report, || migrate::render(&report))?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(migrate::MigrateError::Inconsistent(e)) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Command::Status { cluster, output } => {
             let status = runtime()?.block_on(async {

@@ -12,6 +12,7 @@ pub mod binding;
 pub mod claims;
 pub mod counters;
 pub mod endpoints;
+pub mod migrate;
 pub mod node;
 pub mod owner;
 pub mod world;
