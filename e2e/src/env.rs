@@ -91,6 +91,9 @@ pub struct Options {
     pub ipam: Ipam,
     /// More arguments for every webhook process (`--overload-retry-ms=0`, …).
     pub webhook_args: Vec<String>,
+    /// Install everything but start neither the webhook nor the operator (and register no
+    /// webhook configuration): the cluster as another IPAM left it, until [`Env::start_ours`].
+    pub defer_ours: bool,
 }
 
 impl Default for Options {
@@ -106,6 +109,7 @@ impl Default for Options {
             stand_in: false,
             ipam: Ipam::Ours,
             webhook_args: Vec::new(),
+            defer_ours: false,
         }
     }
 }
@@ -262,11 +266,8 @@ impl Env {
             ipam: Ipam::Ours,
             dir,
         };
-        env.start_webhooks(&opts).await?;
-        if opts.operator {
-            for i in 0..opts.operator_replicas {
-                env.start_operator(&opts, i).await?;
-            }
+        if !opts.defer_ours {
+            env.start_ours(&opts).await?;
         }
         Ok(env)
     }
@@ -353,16 +354,23 @@ impl Env {
         )
         .await?;
         env.nodes = Some(nodes);
-        if opts.ipam != Ipam::Ours {
+        if opts.ipam != Ipam::Ours || opts.defer_ours {
             return Ok(env);
         }
-        env.start_webhooks(&opts).await?;
+        env.start_ours(&opts).await?;
+        Ok(env)
+    }
+
+    /// Starts the webhook replicas (registering the webhook configurations) and, when
+    /// `opts.operator`, the operators: what [`Env::start`] does unless `opts.defer_ours`.
+    pub async fn start_ours(&mut self, opts: &Options) -> Result<()> {
+        self.start_webhooks(opts).await?;
         if opts.operator {
             for i in 0..opts.operator_replicas {
-                env.start_operator(&opts, i).await?;
+                self.start_operator(opts, i).await?;
             }
         }
-        Ok(env)
+        Ok(())
     }
 
     /// A plugin directory whose `plugin` (ours: `spiderpool`) runs `bin` in this process's network
