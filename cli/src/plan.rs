@@ -139,12 +139,13 @@ fn load_world(docs: &[Document]) -> World {
             "SpiderIPPool" => serde_json::from_value::<SpiderIPPool>(v.clone())
                 .map_err(|e| e.to_string())
                 .and_then(|p| pool_draft(&p).map_err(|e| e.to_string()))
-                .and_then(|d| w.catalog.add_pool(&d).map_err(|e| e.to_string())),
+                .and_then(|d| w.catalog.add_pool(&d).map(drop).map_err(|e| e.to_string())),
             "SpiderSubnet" => serde_json::from_value::<SpiderSubnet>(v.clone())
                 .map_err(|e| e.to_string())
                 .and_then(|s| {
                     w.catalog
                         .add_subnet(&subnet_draft(&s))
+                        .map(drop)
                         .map_err(|e| e.to_string())
                 }),
             "SpiderReservedIP" => serde_json::from_value::<SpiderReservedIP>(v.clone())

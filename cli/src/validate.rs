@@ -187,7 +187,8 @@ pub fn validate(docs: &[Document]) -> Report {
                 if let Some(obj) = typed::<SpiderIPPool>(doc, &mut f) {
                     match pool_draft(&obj) {
                         Ok(d) => match catalog.add_pool(&d) {
-                            Ok(()) => {
+                            Ok(warnings) => {
+                                f.warnings.extend(warnings.iter().map(|w| w.to_string()));
                                 if let Some(p) = catalog.pools.get(&d.name) {
                                     let reserved = catalog.reserved_set(p.family);
                                     f.summary = format!(
@@ -208,7 +209,8 @@ pub fn validate(docs: &[Document]) -> Report {
                 if let Some(obj) = typed::<SpiderSubnet>(doc, &mut f) {
                     let d = subnet_draft(&obj);
                     match catalog.add_subnet(&d) {
-                        Ok(()) => {
+                        Ok(warnings) => {
+                            f.warnings.extend(warnings.iter().map(|w| w.to_string()));
                             if let Some(s) = catalog.subnets.get(&d.name) {
                                 f.summary = format!(
                                     "{} {}, {} address(es)",

@@ -159,24 +159,69 @@ impl fmt::Display for Invalid {
     }
 }
 
+/// How an object is read: as a new one, or as one already stored.
+///
+/// Spiderpool refuses some input only when an object is created (a `spec.subnet` with host bits,
+/// since 2024) and keeps serving older objects that have it. So do we: such an object is refused
+/// on create and read as Spiderpool reads it (with a warning) everywhere else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// A new object: admission CREATE, manifests about to be applied.
+    Create,
+    /// An object already stored: admission UPDATE, the webhook's and operator's caches, a live
+    /// cluster read by `aipamctl`.
+    #[default]
+    Existing,
+}
+
+/// A valid object, and what its author should know about it: input Spiderpool accepts and we
+/// accept too, but which is probably not what was meant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked<T> {
+    /// The object as it is used.
+    pub value: T,
+    /// Admission warnings (`kubectl` prints them), in field order.
+    pub warnings: Vec<FieldError>,
+}
+
 #[derive(Default)]
-struct Errors(Vec<FieldError>);
+struct Errors {
+    errors: Vec<FieldError>,
+    warnings: Vec<FieldError>,
+}
 
 impl Errors {
     fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
+        self.errors.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+    fn warn(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(FieldError {
             field: field.into(),
             message: message.into(),
         });
     }
     fn finish<T>(self, kind: &'static str, name: &str, value: T) -> Result<T, Invalid> {
-        if self.0.is_empty() {
-            Ok(value)
+        self.finish_checked(kind, name, value).map(|c| c.value)
+    }
+    fn finish_checked<T>(
+        self,
+        kind: &'static str,
+        name: &str,
+        value: T,
+    ) -> Result<Checked<T>, Invalid> {
+        if self.errors.is_empty() {
+            Ok(Checked {
+                value,
+                warnings: self.warnings,
+            })
         } else {
             Err(Invalid {
                 kind,
                 name: name.to_string(),
-                errors: self.0,
+                errors: self.errors,
             })
         }
     }
@@ -202,8 +247,9 @@ pub fn validate_object_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses `spec.subnet`; a CIDR with host bits set is refused with the network it meant.
-fn parse_subnet(text: &str, errs: &mut Errors) -> Option<IpNet> {
+/// Parses `spec.subnet`. A CIDR with host bits set is refused on create with the network it
+/// meant (as Spiderpool does); an existing object is read as that network, with a warning.
+fn parse_subnet(text: &str, mode: Mode, errs: &mut Errors) -> Option<IpNet> {
     if text.is_empty() {
         errs.push(
             "spec.subnet",
@@ -213,6 +259,18 @@ fn parse_subnet(text: &str, errs: &mut Errors) -> Option<IpNet> {
     }
     match text.parse::<IpNet>() {
         Ok(net) if net.trunc() == net => Some(net),
+        Ok(net) if mode == Mode::Existing => {
+            errs.warn(
+                "spec.subnet",
+                format!(
+                    "{text} has host bits set; read as {} (as Spiderpool reads it; Spiderpool \
+                     refuses it on create since 1.0), write the network address when you next \
+                     edit it",
+                    net.trunc()
+                ),
+            );
+            Some(net.trunc())
+        }
         Ok(net) => {
             errs.push(
                 "spec.subnet",
@@ -323,20 +381,25 @@ fn parse_gateway(
             );
             return None;
         }
+        // Spiderpool accepts both; a router rarely answers there.
         if ip == net.network() && net.prefix_len() < IpFamily::of(&ip).bits() - 1 {
-            errs.push(
+            errs.warn(
                 "spec.gateway",
-                format!("{ip} is the network address of {net}"),
+                format!(
+                    "{ip} is the network address of {net}; kept as written, but check that the \
+                     router answers there"
+                ),
             );
-            return None;
         }
         if let IpNet::V4(n4) = net {
             if IpAddr::V4(n4.broadcast()) == ip && n4.prefix_len() < 31 {
-                errs.push(
+                errs.warn(
                     "spec.gateway",
-                    format!("{ip} is the broadcast address of {net}"),
+                    format!(
+                        "{ip} is the broadcast address of {net}; kept as written, but check that \
+                         the router answers there"
+                    ),
                 );
-                return None;
             }
         }
     }
@@ -423,23 +486,37 @@ fn check_names(field: &str, names: &[String], errs: &mut Errors, allow_namespace
         } else {
             validate_object_name(n)
         };
+        // Spiderpool compares these as plain strings and checks none of them: a bad entry
+        // matches nothing, the others still work.
         if let Err(e) = check {
-            errs.push(format!("{field}[{i}]"), e);
+            errs.warn(
+                format!("{field}[{i}]"),
+                format!("{e}; it can never match, kept as written"),
+            );
         }
         if names[..i].contains(n) {
-            errs.push(format!("{field}[{i}]"), format!("{n} appears twice"));
+            errs.warn(
+                format!("{field}[{i}]"),
+                format!("{n} appears twice; the repeat changes nothing"),
+            );
         }
     }
 }
 
-/// Validates one SpiderIPPool on its own.
+/// Validates one SpiderIPPool on its own, as an object already stored ([`Mode::Existing`]);
+/// the warnings are dropped.
 pub fn validate_pool(draft: &PoolDraft) -> Result<Pool, Invalid> {
+    validate_pool_with(draft, Mode::Existing).map(|c| c.value)
+}
+
+/// Validates one SpiderIPPool on its own, read as `mode` says, with its warnings.
+pub fn validate_pool_with(draft: &PoolDraft, mode: Mode) -> Result<Checked<Pool>, Invalid> {
     let mut errs = Errors::default();
     if let Err(e) = validate_object_name(&draft.name) {
         errs.push("metadata.name", e);
     }
     let declared = family_of_version(draft.ip_version, &mut errs);
-    let subnet = parse_subnet(&draft.subnet, &mut errs);
+    let subnet = parse_subnet(&draft.subnet, mode, &mut errs);
     let subnet_family = subnet.map(|n| IpFamily::of(&n.addr()));
     if let (Some(d), Some(s)) = (declared, subnet_family) {
         if d != s {
@@ -492,13 +569,13 @@ pub fn validate_pool(draft: &PoolDraft) -> Result<Pool, Invalid> {
     check_names("spec.multusName", &draft.multus_name, &mut errs, true);
     let (Some(family), Some(subnet)) = (family, subnet) else {
         // Errors were recorded above.
-        let errors = if errs.0.is_empty() {
+        let errors = if errs.errors.is_empty() {
             vec![FieldError {
                 field: "spec.subnet".to_string(),
                 message: "is required".to_string(),
             }]
         } else {
-            errs.0
+            errs.errors
         };
         return Err(Invalid {
             kind: "SpiderIPPool",
@@ -526,7 +603,7 @@ pub fn validate_pool(draft: &PoolDraft) -> Result<Pool, Invalid> {
         deleting: draft.deleting,
         overlaps: None,
     };
-    errs.finish("SpiderIPPool", &draft.name, pool)
+    errs.finish_checked("SpiderIPPool", &draft.name, pool)
 }
 
 /// The pool's addresses as the overlap rule sees them: `ips` minus `excludeIPs`.
@@ -648,8 +725,14 @@ pub fn validate_pool_delete(pool: &Pool, in_use: &IpSet) -> Result<(), Invalid> 
     errs.finish("SpiderIPPool", &pool.name, ())
 }
 
-/// Validates one SpiderSubnet on its own.
+/// Validates one SpiderSubnet on its own, as an object already stored; the warnings are
+/// dropped.
 pub fn validate_subnet(draft: &SubnetDraft) -> Result<Subnet, Invalid> {
+    validate_subnet_with(draft, Mode::Existing).map(|c| c.value)
+}
+
+/// Validates one SpiderSubnet on its own, read as `mode` says, with its warnings.
+pub fn validate_subnet_with(draft: &SubnetDraft, mode: Mode) -> Result<Checked<Subnet>, Invalid> {
     // The address rules are the pool's; reuse them through a pool draft.
     let as_pool = PoolDraft {
         name: draft.name.clone(),
@@ -662,16 +745,19 @@ pub fn validate_subnet(draft: &SubnetDraft) -> Result<Subnet, Invalid> {
         routes: draft.routes.clone(),
         ..PoolDraft::default()
     };
-    match validate_pool(&as_pool) {
-        Ok(p) => Ok(Subnet {
-            name: p.name,
-            family: p.family,
-            subnet: p.subnet,
-            ips: p.ips,
-            exclude_ips: p.exclude_ips,
-            gateway: p.gateway,
-            vlan: p.vlan,
-            routes: p.routes,
+    match validate_pool_with(&as_pool, mode) {
+        Ok(Checked { value: p, warnings }) => Ok(Checked {
+            value: Subnet {
+                name: p.name,
+                family: p.family,
+                subnet: p.subnet,
+                ips: p.ips,
+                exclude_ips: p.exclude_ips,
+                gateway: p.gateway,
+                vlan: p.vlan,
+                routes: p.routes,
+            },
+            warnings,
         }),
         Err(mut e) => {
             e.kind = "SpiderSubnet";
@@ -751,7 +837,7 @@ pub fn validate_reserved_ip(draft: &ReservedIpDraft) -> Result<ReservedIp, Inval
     let ips = parse_list("spec.ips", &draft.ips, declared, None, &mut errs);
     let family = declared.or(ips.family());
     let Some(family) = family else {
-        if draft.ips.is_empty() || errs.0.is_empty() {
+        if draft.ips.is_empty() || errs.errors.is_empty() {
             errs.push(
                 "spec.ips",
                 "is empty: list the addresses to keep out of every pool",
@@ -760,7 +846,7 @@ pub fn validate_reserved_ip(draft: &ReservedIpDraft) -> Result<ReservedIp, Inval
         return Err(Invalid {
             kind: "SpiderReservedIP",
             name: draft.name.clone(),
-            errors: errs.0,
+            errors: errs.errors,
         });
     };
     errs.finish(
@@ -787,10 +873,14 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Adds a pool, checking it against the pools already there. A pool that is invalid on its
-    /// own or overlaps is not added.
-    pub fn add_pool(&mut self, draft: &PoolDraft) -> Result<(), Invalid> {
-        let pool = validate_pool(draft)?;
+    /// Adds a pool about to be created ([`Mode::Create`]), checking it against the pools
+    /// already there; returns its warnings. A pool that is invalid on its own or overlaps is not
+    /// added.
+    pub fn add_pool(&mut self, draft: &PoolDraft) -> Result<Vec<FieldError>, Invalid> {
+        let Checked {
+            value: pool,
+            warnings,
+        } = validate_pool_with(draft, Mode::Create)?;
         if self.pools.contains_key(&pool.name) {
             return Err(Invalid {
                 kind: "SpiderIPPool",
@@ -803,15 +893,19 @@ impl Catalog {
         }
         validate_pool_overlaps(&pool, self.pools.values())?;
         self.pools.insert(pool.name.clone(), pool);
-        Ok(())
+        Ok(warnings)
     }
 
-    /// Adds a subnet, checking it against the subnets already there.
-    pub fn add_subnet(&mut self, draft: &SubnetDraft) -> Result<(), Invalid> {
-        let subnet = validate_subnet(draft)?;
+    /// Adds a subnet about to be created, checking it against the subnets already there;
+    /// returns its warnings.
+    pub fn add_subnet(&mut self, draft: &SubnetDraft) -> Result<Vec<FieldError>, Invalid> {
+        let Checked {
+            value: subnet,
+            warnings,
+        } = validate_subnet_with(draft, Mode::Create)?;
         validate_subnet_overlaps(&subnet, self.subnets.values())?;
         self.subnets.insert(subnet.name.clone(), subnet);
-        Ok(())
+        Ok(warnings)
     }
 
     /// Adds a reserved IP object.
@@ -954,24 +1048,10 @@ mod tests {
             ),
             (
                 PoolDraft {
-                    gateway: Some("10.6.0.0".to_string()),
-                    ..draft("a", "10.6.0.0/16", &[])
-                },
-                vec!["spec.gateway: 10.6.0.0 is the network address of 10.6.0.0/16"],
-            ),
-            (
-                PoolDraft {
                     routes: vec![("10.10.0.0/16".to_string(), "10.9.0.1".to_string())],
                     ..draft("a", "10.6.0.0/16", &[])
                 },
                 vec!["spec.routes[0].gw: 10.9.0.1 is not inside the subnet 10.6.0.0/16: a route's gateway must be reachable on it"],
-            ),
-            (
-                PoolDraft {
-                    node_name: vec!["Node_1".to_string()],
-                    ..draft("a", "10.6.0.0/16", &[])
-                },
-                vec!["spec.nodeName[0]: \"Node_1\" is not a valid name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"],
             ),
             (
                 draft("Bad", "10.6.0.0/16", &[]),
@@ -979,8 +1059,72 @@ mod tests {
             ),
         ];
         for (d, want) in table {
-            assert_eq!(errors(validate_pool(&d)), want, "{d:?}");
+            let got = validate_pool_with(&d, Mode::Create).map(|c| c.value);
+            assert_eq!(errors(got), want, "{d:?}");
         }
+    }
+
+    fn warnings(d: &PoolDraft, mode: Mode) -> Vec<String> {
+        validate_pool_with(d, mode)
+            .unwrap()
+            .warnings
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn what_spiderpool_accepts_is_accepted_with_a_warning() {
+        let gw = PoolDraft {
+            gateway: Some("10.6.0.0".to_string()),
+            ..draft("a", "10.6.0.0/16", &[])
+        };
+        assert_eq!(
+            warnings(&gw, Mode::Create),
+            ["spec.gateway: 10.6.0.0 is the network address of 10.6.0.0/16; kept as written, but check that the router answers there"]
+        );
+        assert_eq!(
+            validate_pool(&gw).unwrap().gateway,
+            Some("10.6.0.0".parse().unwrap())
+        );
+        let names = PoolDraft {
+            node_name: vec!["Node_1".to_string(), "n1".to_string(), "n1".to_string()],
+            ..draft("a", "10.6.0.0/16", &[])
+        };
+        assert_eq!(
+            warnings(&names, Mode::Create),
+            [
+                "spec.nodeName[0]: \"Node_1\" is not a valid name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit; it can never match, kept as written",
+                "spec.nodeName[2]: n1 appears twice; the repeat changes nothing",
+            ]
+        );
+        assert_eq!(validate_pool(&names).unwrap().node_name.len(), 3);
+    }
+
+    #[test]
+    fn host_bits_are_refused_on_create_and_read_as_the_network_once_stored() {
+        let d = draft("a", "10.6.1.5/16", &["10.6.0.10"]);
+        assert!(validate_pool_with(&d, Mode::Create).is_err());
+        let stored = validate_pool_with(&d, Mode::Existing).unwrap();
+        assert_eq!(stored.value.subnet, "10.6.0.0/16".parse::<IpNet>().unwrap());
+        assert_eq!(stored.warnings.len(), 1);
+        assert!(
+            stored.warnings[0]
+                .message
+                .starts_with("10.6.1.5/16 has host bits set; read as 10.6.0.0/16"),
+            "{:?}",
+            stored.warnings
+        );
+        let subnet = SubnetDraft {
+            name: "s".to_string(),
+            subnet: "10.6.1.5/16".to_string(),
+            ..SubnetDraft::default()
+        };
+        assert!(validate_subnet_with(&subnet, Mode::Create).is_err());
+        assert_eq!(
+            validate_subnet(&subnet).unwrap().subnet.to_string(),
+            "10.6.0.0/16"
+        );
     }
 
     #[test]
@@ -1119,7 +1263,7 @@ mod tests {
         );
         let e = cat
             .add_pool(&draft("dup", "10.0.0.0/24", &[]))
-            .and_then(|()| cat.add_pool(&draft("dup", "10.0.1.0/24", &[])))
+            .and_then(|_| cat.add_pool(&draft("dup", "10.0.1.0/24", &[])))
             .unwrap_err();
         assert!(e.to_string().contains("is defined twice"));
     }

@@ -9,8 +9,8 @@ use aipam_core::model::Pool;
 use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::validate::{
     validate_pool, validate_pool_delete, validate_pool_in_subnets, validate_pool_overlaps,
-    validate_pool_update, validate_reserved_ip, validate_subnet, validate_subnet_overlaps,
-    FieldError, Invalid,
+    validate_pool_update, validate_pool_with, validate_reserved_ip, validate_subnet_overlaps,
+    validate_subnet_with, FieldError, Invalid, Mode,
 };
 use aipam_crds::convert::{pool_draft, reserved_ip_draft, subnet_draft};
 use aipam_crds::{SpiderIPPool, SpiderReservedIP, SpiderSubnet};
@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::cache::Cache;
-use crate::response::{allow, deny};
+use crate::response::{allow, allow_with_warnings, deny};
 
 /// The finalizer the operator removes once a pool's addresses are free (Spiderpool's name).
 pub const POOL_FINALIZER: &str = "spiderpool.spidernet.io";
@@ -224,8 +224,8 @@ impl PoolHooks {
             Ok(d) => d,
             Err(e) => return invalid(req, &pool_invalid(&name, e.field, e.source.to_string())),
         };
-        let pool = match validate_pool(&draft) {
-            Ok(p) => p,
+        let (pool, warnings) = match validate_pool_with(&draft, mode_of(req)) {
+            Ok(c) => (c.value, c.warnings),
             Err(e) => return invalid(req, &e),
         };
         let others = self.other_pools(&pool.name);
@@ -249,7 +249,7 @@ impl PoolHooks {
         if !req.dry_run {
             self.remember(pool);
         }
-        allow(req)
+        allow_with_warnings(req, described("SpiderIPPool", &name, &warnings))
     }
 
     fn validate_pool_delete(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
@@ -288,13 +288,16 @@ impl PoolHooks {
                 }
             }
         }
-        let subnet = match validate_subnet(&subnet_draft(&new)) {
-            Ok(s) => s,
+        let (subnet, warnings) = match validate_subnet_with(&subnet_draft(&new), mode_of(req)) {
+            Ok(c) => (c.value, c.warnings),
             Err(e) => return invalid(req, &e),
         };
         let others = self.cache.subnets();
         match validate_subnet_overlaps(&subnet, others.iter()) {
-            Ok(()) => allow(req),
+            Ok(()) => {
+                let text = described("SpiderSubnet", &subnet.name, &warnings);
+                allow_with_warnings(req, text)
+            }
             Err(e) => invalid(req, &e),
         }
     }
@@ -348,4 +351,22 @@ impl PoolHooks {
             )
         }
     }
+}
+
+/// How an admitted object is read: strictly when it is created, as Spiderpool reads stored
+/// objects when it is updated.
+fn mode_of(req: &AdmissionRequest<DynamicObject>) -> Mode {
+    if req.operation == Operation::Create {
+        Mode::Create
+    } else {
+        Mode::Existing
+    }
+}
+
+/// Admission warnings, each naming the object.
+fn described(kind: &str, name: &str, warnings: &[FieldError]) -> Vec<String> {
+    warnings
+        .iter()
+        .map(|w| format!("{kind} {name}: {w}"))
+        .collect()
 }

@@ -279,3 +279,47 @@ fn a_pool_allowed_moments_ago_counts_for_overlaps_before_its_watch_event() {
             .allowed
     );
 }
+
+#[test]
+fn what_spiderpool_accepts_is_admitted_with_warnings_kubectl_prints() {
+    let (h, _) = world();
+    // A broadcast gateway and a repeated node name: Spiderpool admits both.
+    let p = pool(
+        "b",
+        json!({"ipVersion": 4, "subnet": "10.1.0.0/24", "ips": ["10.1.0.5"],
+               "gateway": "10.1.0.255", "nodeName": ["n1", "n1"]}),
+    );
+    let resp = h.validate_pool(&req(POOLS, "CREATE", Some(&p), None));
+    assert!(resp.allowed, "{}", resp.result.message);
+    let warnings = resp.warnings.unwrap_or_default();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(
+            "SpiderIPPool b: spec.gateway: 10.1.0.255 is the broadcast address of 10.1.0.0/24"
+        ),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        warnings[1],
+        "SpiderIPPool b: spec.nodeName[1]: n1 appears twice; the repeat changes nothing"
+    );
+    // Host bits: refused on create, as Spiderpool does ...
+    let sloppy = pool(
+        "c",
+        json!({"ipVersion": 4, "subnet": "10.2.0.7/24", "ips": ["10.2.0.10"]}),
+    );
+    let resp = h.validate_pool(&req(POOLS, "CREATE", Some(&sloppy), None));
+    assert!(!resp.allowed);
+    // ... but a pool an older Spiderpool stored that way can still be updated.
+    let mut edited = sloppy.clone();
+    edited["spec"]["ips"] = json!(["10.2.0.10-10.2.0.11"]);
+    let resp = h.validate_pool(&req(POOLS, "UPDATE", Some(&edited), Some(&sloppy)));
+    assert!(resp.allowed, "{}", resp.result.message);
+    let warnings = resp.warnings.unwrap_or_default();
+    assert!(
+        warnings[0].starts_with(
+            "SpiderIPPool c: spec.subnet: 10.2.0.7/24 has host bits set; read as 10.2.0.0/24"
+        ),
+        "{warnings:?}"
+    );
+}

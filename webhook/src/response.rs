@@ -9,6 +9,19 @@ pub fn allow(req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
     AdmissionResponse::from(req)
 }
 
+/// Allowed, nothing changed, with warnings the client shows (`kubectl` prints each as
+/// `Warning: ...`).
+pub fn allow_with_warnings(
+    req: &AdmissionRequest<DynamicObject>,
+    warnings: Vec<String>,
+) -> AdmissionResponse {
+    let mut r = AdmissionResponse::from(req);
+    if !warnings.is_empty() {
+        r.warnings = Some(warnings);
+    }
+    r
+}
+
 /// Refused with a code (400 malformed input, 403 cannot be served, 422 invalid object, 500 a
 /// failure of ours, 503 not ready) and the message the user sees.
 pub fn deny(req: &AdmissionRequest<DynamicObject>, code: u16, message: &str) -> AdmissionResponse {
