@@ -245,6 +245,7 @@ pub fn validate(docs: &[Document]) -> Report {
                 let annos = string_map(doc.value.pointer("/metadata/annotations"));
                 match namespace_defaults(&annos) {
                     Ok(d) => {
+                        f.warnings.extend(d.warnings.iter().cloned());
                         f.summary = match (&d.ipv4, &d.ipv6) {
                             (None, None) => "no default pools".to_string(),
                             (v4, v6) => format!(
@@ -275,7 +276,10 @@ pub fn validate(docs: &[Document]) -> Report {
             _ => match pod_template_annotations(doc) {
                 Some(annos) => {
                     match pod_ipam_annotations(&annos) {
-                        Ok(_) => f.summary = "IPAM annotations readable".to_string(),
+                        Ok(a) => {
+                            f.warnings.extend(a.warnings.iter().cloned());
+                            f.summary = "IPAM annotations readable".to_string();
+                        }
                         Err(e) => f.errors.push(e.to_string()),
                     }
                     references.push((findings.len(), referenced_pools(&annos)));
@@ -406,6 +410,32 @@ spec:
             r.findings[0].errors[0].starts_with("annotation ipam.spidernet.io/ippool:"),
             "{:?}",
             r.findings[0].errors
+        );
+    }
+
+    #[test]
+    fn what_spiderpool_accepts_is_valid_with_warnings() {
+        let r = run(r#"
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: p}
+spec: {subnet: 10.9.0.0/24, ips: [10.9.0.10], gateway: 10.9.0.255, nodeName: [n1, n1]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d, namespace: x}
+spec:
+  template:
+    metadata:
+      annotations:
+        ipam.spidernet.io/ippool: '{"ipv4": ["p"], "cleangateway": true}'
+"#);
+        assert_eq!(r.invalid(), 0, "{:?}", r.findings);
+        assert_eq!(r.findings[0].warnings.len(), 2, "{:?}", r.findings[0]);
+        assert!(
+            r.findings[1].warnings[0].contains("unknown field `cleangateway` ignored"),
+            "{:?}",
+            r.findings[1]
         );
     }
 

@@ -260,6 +260,8 @@ fn annotation_cases() -> Vec<(&'static str, Parse, &'static str, &'static str)> 
         ok(pod_ipam_annotations(&m))
     }
     vec![
+        ("ippools: a misspelt family leaves the entry empty", ippools, "[{\"interface\": \"eth0\", \"ipv4pool\": [\"a\"]}]",
+            "annotation ipam.spidernet.io/ippools: entry 1: pool list is empty: name at least one IPv4 or IPv6 pool (unknown field `ipv4pool` ignored"),
         ("ippool: top-level null", ippool, "null",
             "annotation ipam.spidernet.io/ippool: must be a JSON object like {\"ipv4\": [\"pool-a\"], \"ipv6\": [\"pool-b\"]}"),
         ("ippool: nested list", ippool, "{\"ipv4\": [[\"a\"]]}",
@@ -274,8 +276,6 @@ fn annotation_cases() -> Vec<(&'static str, Parse, &'static str, &'static str)> 
             "annotation ipam.spidernet.io/ippool: `interface` must be a string, e.g. \"eth0\""),
         ("ippool: trailing garbage", ippool, "{\"ipv4\": [\"a\"]} x",
             "annotation ipam.spidernet.io/ippool: invalid JSON at line 1 column 17: trailing characters"),
-        ("ippools: both ipv6 and ipv6pools", ippools, "[{\"ipv6\": [\"a\"], \"ipv6pools\": [\"b\"]}]",
-            "annotation ipam.spidernet.io/ippools: entry 1: both `ipv6` and `ipv6pools` are set: they mean the same thing, keep only `ipv6`"),
         ("ippools: duplicate interface wins over ippool", both_keys, "[{\"interface\": \"net1\", \"ipv4\": [\"a\"]}, {\"interface\": \"net1\", \"ipv4\": [\"b\"]}]",
             "annotation ipam.spidernet.io/ippools: interface `net1` appears twice"),
         ("subnets: entry without interface", subnets, "[{\"ipv4\": [\"s\"]}, {\"interface\": \"net1\", \"ipv4\": [\"t\"]}]",

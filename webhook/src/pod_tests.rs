@@ -498,6 +498,30 @@ async fn selection_notes_become_warnings() {
 }
 
 #[tokio::test]
+async fn annotations_spiderpool_reads_are_admitted_with_what_was_ignored() {
+    let w = world();
+    // `cleangateway` belongs to `ippools`; Spiderpool ignores it in `ippool`, and the repeat.
+    let pod = deployment_pod(
+        "team-a",
+        json!({"ipam.spidernet.io/ippool":
+            "{\"ipv4\": [\"team-a-v4\", \"team-a-v4\"], \"cleangateway\": true}"}),
+    );
+    let (resp, out) = mutate(&w, "u1", &pod).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    assert_eq!(record_of(&out).interfaces[0].ipv4[0].pool, "team-a-v4");
+    let warnings = resp.warnings.unwrap_or_default();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].contains("unknown field `cleangateway` ignored"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].contains("pool `team-a-v4` is listed twice"),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
 async fn namespaces_opted_out_are_left_alone() {
     let w = world();
     let (resp, _) = mutate(&w, "u1", &deployment_pod("opted-out", json!({}))).await;

@@ -33,23 +33,39 @@ pub(super) fn backticked(names: &[&str]) -> String {
         .join(", ")
 }
 
-/// Refuses fields outside `shown` and `also`; the message names `shown` only (the current
-/// spellings), `also` holds older spellings that are still read.
-pub(super) fn check_fields(
+/// The fields of `obj` as Spiderpool reads them (Go's `encoding/json`): a field outside
+/// `shown` and `also` is ignored, and one that differs from a known field only in case is read
+/// as that field. Each such field adds a warning to `warn`; `shown` are the current spellings
+/// (named in the warning), `also` older spellings that are still read.
+pub(super) fn known_fields(
     obj: &Map<String, Value>,
     shown: &[&str],
     also: &[&str],
-) -> Result<(), String> {
-    match obj
-        .keys()
-        .find(|k| !shown.contains(&k.as_str()) && !also.contains(&k.as_str()))
-    {
-        Some(k) => Err(format!(
-            "unknown field `{k}`, expected one of {}",
-            backticked(shown)
-        )),
-        None => Ok(()),
+    warn: &mut Vec<String>,
+) -> Map<String, Value> {
+    let known = |k: &str| shown.contains(&k) || also.contains(&k);
+    let mut out = Map::new();
+    for (k, v) in obj {
+        if known(k) {
+            out.insert(k.clone(), v.clone());
+            continue;
+        }
+        match shown.iter().chain(also).find(|f| f.eq_ignore_ascii_case(k)) {
+            Some(f) if !obj.contains_key(*f) => {
+                warn.push(format!(
+                    "field `{k}` read as `{f}` (Spiderpool matches field names without regard \
+                     to case); write `{f}`"
+                ));
+                out.insert((*f).to_string(), v.clone());
+            }
+            Some(f) => warn.push(format!("field `{k}` ignored: `{f}` is set too")),
+            None => warn.push(format!(
+                "unknown field `{k}` ignored, as Spiderpool ignores it (the fields are {})",
+                backticked(shown)
+            )),
+        }
     }
+    out
 }
 
 /// A present, non-null field.
@@ -77,26 +93,29 @@ pub(super) fn opt_bool(obj: &Map<String, Value>, name: &str) -> Result<Option<bo
     }
 }
 
-/// A list of names under `name`, each checked by `check`, no duplicates.
+/// A list of names under `name`, each checked by `check`; a repeat is dropped with a warning.
 pub(super) fn name_list(
     obj: &Map<String, Value>,
     name: &str,
     what: &str,
     check: fn(&str) -> Result<(), String>,
+    warn: &mut Vec<String>,
 ) -> Result<Option<Vec<String>>, String> {
     let Some(v) = field(obj, name) else {
         return Ok(None);
     };
-    string_list(v, Some(&format!("`{name}`")), what, check).map(Some)
+    string_list(v, Some(&format!("`{name}`")), what, check, warn).map(Some)
 }
 
-/// A JSON list of names, each checked by `check`, no empty name, no duplicate. `label` names
-/// the list in messages (`None` when the list is the whole annotation).
+/// A JSON list of names, each checked by `check`, no empty name; a name listed again is
+/// dropped with a warning (Spiderpool tries it twice, which changes nothing). `label` names the
+/// list in messages (`None` when the list is the whole annotation).
 pub(super) fn string_list(
     v: &Value,
     label: Option<&str>,
     what: &str,
     check: fn(&str) -> Result<(), String>,
+    warn: &mut Vec<String>,
 ) -> Result<Vec<String>, String> {
     let prefix = label.map(|l| format!("{l}: ")).unwrap_or_default();
     let Value::Array(items) = v else {
@@ -120,7 +139,10 @@ pub(super) fn string_list(
         }
         check(s).map_err(|why| format!("{prefix}{why}"))?;
         if out.contains(s) {
-            return Err(format!("{prefix}{what} `{s}` is listed twice"));
+            warn.push(format!(
+                "{prefix}{what} `{s}` is listed twice; the repeat is ignored"
+            ));
+            continue;
         }
         out.push(s.clone());
     }
@@ -134,17 +156,19 @@ pub(super) fn family(
     old: Option<&str>,
     what: &str,
     check: fn(&str) -> Result<(), String>,
+    warn: &mut Vec<String>,
 ) -> Result<Vec<String>, String> {
-    let new_v = name_list(obj, current, what, check)?;
-    let old_v = match old {
-        Some(o) => name_list(obj, o, what, check)?,
-        None => None,
+    let new_v = name_list(obj, current, what, check, warn)?;
+    let old_v = match (old, &new_v) {
+        // Spiderpool 1.x reads only the current spelling: the older one is ignored.
+        (Some(o), Some(_)) if field(obj, o).is_some() => {
+            warn.push(format!(
+                "both `{current}` and `{o}` are set: `{o}` is ignored, keep only `{current}`"
+            ));
+            None
+        }
+        (Some(o), None) => name_list(obj, o, what, check, warn)?,
+        _ => None,
     };
-    match (new_v, old_v, old) {
-        (Some(_), Some(_), Some(o)) => Err(format!(
-            "both `{current}` and `{o}` are set: they mean the same thing, keep only `{current}`"
-        )),
-        (Some(v), _, _) | (None, Some(v), _) => Ok(v),
-        (None, None, _) => Ok(Vec::new()),
-    }
+    Ok(new_v.or(old_v).unwrap_or_default())
 }

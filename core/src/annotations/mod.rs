@@ -41,11 +41,19 @@ pub use auto_pool::{parse_ip_number, parse_reclaim, IpNumber};
 pub use interface::{validate_interface_name, INTERFACE_NAME_MAX_LEN};
 pub use keys::*;
 pub use multus::{parse_multus_default_network, parse_multus_networks, NetworkSelection};
-pub use namespace::{namespace_defaults, parse_pool_list, NamespaceDefaults};
+pub use namespace::{
+    namespace_defaults, parse_pool_list, parse_pool_list_noting, NamespaceDefaults,
+};
 pub use pod::{pod_ipam_annotations, PodIpamAnnotations};
-pub use pools::{format_ippool, format_ippools, parse_ippool, parse_ippools, PoolRequest};
-pub use routes::{parse_routes, Route};
-pub use subnets::{format_subnet, format_subnets, parse_subnet, parse_subnets, SubnetRequest};
+pub use pools::{
+    format_ippool, format_ippools, parse_ippool, parse_ippool_noting, parse_ippools,
+    parse_ippools_noting, PoolRequest,
+};
+pub use routes::{parse_routes, parse_routes_noting, Route};
+pub use subnets::{
+    format_subnet, format_subnets, parse_subnet, parse_subnet_noting, parse_subnets,
+    parse_subnets_noting, SubnetRequest,
+};
 pub use wildcard::{is_wildcard, validate_pool_name, wildcard_match};
 
 /// An annotation that cannot be used, and what to write instead.

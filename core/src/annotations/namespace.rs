@@ -15,13 +15,33 @@ use super::{
 pub struct NamespaceDefaults {
     pub ipv4: Option<Vec<String>>,
     pub ipv6: Option<Vec<String>>,
+    /// What was accepted but is probably not meant (a pool listed twice, `null`).
+    pub warnings: Vec<String>,
 }
 
 /// Parses a JSON list of pool names (Namespace default pools): valid names or wildcards, no
 /// empty name, no duplicate. `[]` gives an empty list. `key` is only used in errors.
 pub fn parse_pool_list(key: &str, value: &str) -> Result<Vec<String>, AnnotationError> {
+    parse_pool_list_noting(key, value, &mut Vec::new())
+}
+
+/// [`parse_pool_list`], adding to `warn` what is accepted but probably not meant.
+pub fn parse_pool_list_noting(
+    key: &str,
+    value: &str,
+    warn: &mut Vec<String>,
+) -> Result<Vec<String>, AnnotationError> {
     let v = parse_json(key, value, "[\"pool-a\", \"pool-b\"]")?;
-    string_list(&v, None, "pool", validate_pool_name).map_err(|p| AnnotationError::new(key, p))
+    if v.is_null() {
+        // Go reads `null` into a list as no list.
+        warn.push(format!("annotation {key}: `null` is read as no pools"));
+        return Ok(Vec::new());
+    }
+    let mut notes = Vec::new();
+    let list = string_list(&v, None, "pool", validate_pool_name, &mut notes)
+        .map_err(|p| AnnotationError::new(key, p))?;
+    warn.extend(notes.into_iter().map(|n| format!("annotation {key}: {n}")));
+    Ok(list)
 }
 
 /// Reads a Namespace's default pools: `default-ipv4-ippool` / `default-ipv6-ippool`, else the
@@ -29,17 +49,21 @@ pub fn parse_pool_list(key: &str, value: &str) -> Result<Vec<String>, Annotation
 pub fn namespace_defaults(
     annotations: &BTreeMap<String, String>,
 ) -> Result<NamespaceDefaults, AnnotationError> {
-    let read = |new: &str, old: &str| -> Result<Option<Vec<String>>, AnnotationError> {
+    let mut warnings = Vec::new();
+    let mut read = |new: &str, old: &str| -> Result<Option<Vec<String>>, AnnotationError> {
         let found = match (annotations.get(new), annotations.get(old)) {
-            (Some(v), _) => Some(parse_pool_list(new, v)?),
-            (None, Some(v)) => Some(parse_pool_list(old, v)?),
+            (Some(v), _) => Some(parse_pool_list_noting(new, v, &mut warnings)?),
+            (None, Some(v)) => Some(parse_pool_list_noting(old, v, &mut warnings)?),
             (None, None) => None,
         };
         Ok(found.filter(|l| !l.is_empty()))
     };
+    let ipv4 = read(ANNO_NS_DEFAULT_IPV4_IPPOOL, ANNO_NS_DEFAULT_V4_IPPOOL_OLD)?;
+    let ipv6 = read(ANNO_NS_DEFAULT_IPV6_IPPOOL, ANNO_NS_DEFAULT_V6_IPPOOL_OLD)?;
     Ok(NamespaceDefaults {
-        ipv4: read(ANNO_NS_DEFAULT_IPV4_IPPOOL, ANNO_NS_DEFAULT_V4_IPPOOL_OLD)?,
-        ipv6: read(ANNO_NS_DEFAULT_IPV6_IPPOOL, ANNO_NS_DEFAULT_V6_IPPOOL_OLD)?,
+        ipv4,
+        ipv6,
+        warnings,
     })
 }
 #[cfg(test)]
@@ -53,7 +77,6 @@ mod tests {
         assert_eq!(parse_pool_list(k, "[]"), Ok(vec![]));
         assert_eq!(parse_pool_list(k, r#"["a","b*"]"#), Ok(strs(&["a", "b*"])));
         let cases = [
-            (r#"["a","a"]"#, "pool `a` is listed twice"),
             (
                 r#"[""]"#,
                 "an empty pool name is listed: remove it or write the pool's name",
@@ -86,6 +109,7 @@ mod tests {
             Ok(NamespaceDefaults {
                 ipv4: Some(strs(&["new4"])),
                 ipv6: Some(strs(&["old6"])),
+                warnings: vec![],
             })
         );
         assert_eq!(

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use super::{
-    parse_ip_number, parse_ippool, parse_ippools, parse_reclaim, parse_routes, parse_subnet,
-    parse_subnets, AnnotationError, IpNumber, PoolRequest, Route, SubnetRequest, ANNO_IPPOOL,
-    ANNO_IPPOOLS, ANNO_IPPOOL_IP_NUMBER, ANNO_IPPOOL_RECLAIM, ANNO_ROUTES, ANNO_SUBNET,
-    ANNO_SUBNETS,
+    parse_ip_number, parse_ippool_noting, parse_ippools_noting, parse_reclaim, parse_routes_noting,
+    parse_subnet_noting, parse_subnets_noting, AnnotationError, IpNumber, PoolRequest, Route,
+    SubnetRequest, ANNO_IPPOOL, ANNO_IPPOOLS, ANNO_IPPOOL_IP_NUMBER, ANNO_IPPOOL_RECLAIM,
+    ANNO_ROUTES, ANNO_SUBNET, ANNO_SUBNETS,
 };
 
 /// Everything IPAM-relevant on a Pod, keys resolved with precedence (ippools over ippool;
@@ -20,6 +20,9 @@ pub struct PodIpamAnnotations {
     pub ip_number: Option<IpNumber>,
     pub reclaim: Option<bool>,
     pub routes: Vec<Route>,
+    /// What was accepted but is probably not meant (unknown fields ignored, a pool listed
+    /// twice, ...), each naming its annotation: admission warnings.
+    pub warnings: Vec<String>,
 }
 
 /// Reads every IPAM annotation of a Pod. `ippools` wins over `ippool` and `subnets` over
@@ -28,16 +31,29 @@ pub fn pod_ipam_annotations(
     annotations: &BTreeMap<String, String>,
 ) -> Result<PodIpamAnnotations, AnnotationError> {
     let get = |k: &str| annotations.get(k).map(String::as_str);
-    let ippools = get(ANNO_IPPOOLS).map(parse_ippools).transpose()?;
+    let mut w = Vec::new();
+    let ippools = get(ANNO_IPPOOLS)
+        .map(|v| parse_ippools_noting(v, &mut w))
+        .transpose()?;
     let ippool = match ippools {
         Some(_) => None,
-        None => get(ANNO_IPPOOL).map(parse_ippool).transpose()?,
+        None => get(ANNO_IPPOOL)
+            .map(|v| parse_ippool_noting(v, &mut w))
+            .transpose()?,
     };
-    let subnets = get(ANNO_SUBNETS).map(parse_subnets).transpose()?;
+    let subnets = get(ANNO_SUBNETS)
+        .map(|v| parse_subnets_noting(v, &mut w))
+        .transpose()?;
     let subnet = match subnets {
         Some(_) => None,
-        None => get(ANNO_SUBNET).map(parse_subnet).transpose()?,
+        None => get(ANNO_SUBNET)
+            .map(|v| parse_subnet_noting(v, &mut w))
+            .transpose()?,
     };
+    let routes = get(ANNO_ROUTES)
+        .map(|v| parse_routes_noting(v, &mut w))
+        .transpose()?
+        .unwrap_or_default();
     Ok(PodIpamAnnotations {
         ippools,
         ippool,
@@ -47,10 +63,8 @@ pub fn pod_ipam_annotations(
             .map(parse_ip_number)
             .transpose()?,
         reclaim: get(ANNO_IPPOOL_RECLAIM).map(parse_reclaim).transpose()?,
-        routes: get(ANNO_ROUTES)
-            .map(parse_routes)
-            .transpose()?
-            .unwrap_or_default(),
+        routes,
+        warnings: w,
     })
 }
 #[cfg(test)]

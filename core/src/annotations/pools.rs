@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use super::interface::interface_field;
-use super::json::{check_fields, family, opt_bool, parse_json};
+use super::json::{family, known_fields, opt_bool, parse_json};
 use super::{validate_pool_name, AnnotationError, ANNO_IPPOOL, ANNO_IPPOOLS};
 
 /// One interface's pool request, from `ippool` (interface optional, defaults applied by the
@@ -31,16 +31,37 @@ const OLD_POOL_FIELDS: &[&str] = &["ipv4pools", "ipv6pools"];
 const OLD_IPPOOLS_FIELDS: &[&str] = &["ipv4pools", "ipv6pools", "defaultRoute"];
 const POOLS_EMPTY: &str = "pool list is empty: name at least one IPv4 or IPv6 pool";
 
-fn pool_families(obj: &Map<String, Value>) -> Result<(Vec<String>, Vec<String>), String> {
-    let ipv4 = family(obj, "ipv4", Some("ipv4pools"), "pool", validate_pool_name)?;
-    let ipv6 = family(obj, "ipv6", Some("ipv6pools"), "pool", validate_pool_name)?;
+fn pool_families(
+    obj: &Map<String, Value>,
+    warn: &mut Vec<String>,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let ipv4 = family(
+        obj,
+        "ipv4",
+        Some("ipv4pools"),
+        "pool",
+        validate_pool_name,
+        warn,
+    )?;
+    let ipv6 = family(
+        obj,
+        "ipv6",
+        Some("ipv6pools"),
+        "pool",
+        validate_pool_name,
+        warn,
+    )?;
     if ipv4.is_empty() && ipv6.is_empty() {
         return Err(POOLS_EMPTY.to_string());
     }
     Ok((ipv4, ipv6))
 }
 
-fn pool_request_from_object(v: &Value, entry: bool) -> Result<PoolRequest, String> {
+fn pool_request_from_object(
+    v: &Value,
+    entry: bool,
+    warn: &mut Vec<String>,
+) -> Result<PoolRequest, String> {
     let Value::Object(obj) = v else {
         return Err(if entry {
             "must be an object like {\"interface\": \"eth0\", \"ipv4\": [\"pool-a\"]}".to_string()
@@ -49,21 +70,25 @@ fn pool_request_from_object(v: &Value, entry: bool) -> Result<PoolRequest, Strin
                 .to_string()
         });
     };
-    if entry {
-        check_fields(obj, IPPOOLS_FIELDS, OLD_IPPOOLS_FIELDS)?;
+    let before = warn.len();
+    let obj = &if entry {
+        known_fields(obj, IPPOOLS_FIELDS, OLD_IPPOOLS_FIELDS, warn)
     } else {
-        check_fields(obj, IPPOOL_FIELDS, OLD_POOL_FIELDS)?;
-    }
+        known_fields(obj, IPPOOL_FIELDS, OLD_POOL_FIELDS, warn)
+    };
     let interface = interface_field(obj)?;
-    let (ipv4, ipv6) = pool_families(obj)?;
+    let (ipv4, ipv6) = pool_families(obj, warn).map_err(|e| with_ignored(e, &warn[before..]))?;
     let clean_gateway = if entry {
         let clean = opt_bool(obj, "cleangateway")?;
         let default_route = opt_bool(obj, "defaultRoute")?;
         match (clean, default_route) {
-            (Some(_), Some(_)) => {
-                return Err("both `cleangateway` and `defaultRoute` are set: keep only \
-                            `cleangateway` (`defaultRoute: true` is `cleangateway: false`)"
-                    .to_string())
+            (Some(c), Some(_)) => {
+                warn.push(
+                    "both `cleangateway` and `defaultRoute` are set: `defaultRoute` is ignored, \
+                     keep only `cleangateway`"
+                        .to_string(),
+                );
+                Some(c)
             }
             (Some(c), None) => Some(c),
             (None, Some(d)) => Some(!d),
@@ -80,11 +105,37 @@ fn pool_request_from_object(v: &Value, entry: bool) -> Result<PoolRequest, Strin
     })
 }
 
+/// An error, followed by the fields that were ignored on the way (a misspelt `ipv4` shows up
+/// as "the list is empty" otherwise).
+pub(super) fn with_ignored(error: String, ignored: &[String]) -> String {
+    if ignored.is_empty() {
+        error
+    } else {
+        format!("{error} ({})", ignored.join("; "))
+    }
+}
+
 /// Parses `ipam.spidernet.io/ippool`: `{"interface"?, "ipv4": [...], "ipv6": [...]}`; the
 /// older `ipv4pools` / `ipv6pools` are read too (not both spellings of one family at once).
 pub fn parse_ippool(value: &str) -> Result<PoolRequest, AnnotationError> {
+    parse_ippool_noting(value, &mut Vec::new())
+}
+
+/// [`parse_ippool`], adding to `warn` what is accepted but probably not meant.
+pub fn parse_ippool_noting(
+    value: &str,
+    warn: &mut Vec<String>,
+) -> Result<PoolRequest, AnnotationError> {
     let v = parse_json(ANNO_IPPOOL, value, "{\"ipv4\": [\"pool-a\"]}")?;
-    pool_request_from_object(&v, false).map_err(|p| AnnotationError::new(ANNO_IPPOOL, p))
+    let mut notes = Vec::new();
+    let r = pool_request_from_object(&v, false, &mut notes)
+        .map_err(|p| AnnotationError::new(ANNO_IPPOOL, p))?;
+    warn.extend(
+        notes
+            .into_iter()
+            .map(|n| format!("annotation {ANNO_IPPOOL}: {n}")),
+    );
+    Ok(r)
 }
 
 /// Checks Spiderpool's rule that either every entry names its interface or none does, and
@@ -124,7 +175,8 @@ pub(super) fn parse_entry_list<T>(
     key: &str,
     value: &str,
     example: &str,
-    entry: impl Fn(&Value) -> Result<T, String>,
+    entry: impl Fn(&Value, &mut Vec<String>) -> Result<T, String>,
+    warn: &mut Vec<String>,
 ) -> Result<Vec<T>, AnnotationError> {
     let v = parse_json(key, value, example)?;
     let Value::Array(items) = v else {
@@ -139,13 +191,19 @@ pub(super) fn parse_entry_list<T>(
             format!("the list is empty: add one entry per interface, e.g. {example}"),
         ));
     }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            entry(item).map_err(|p| AnnotationError::new(key, format!("entry {}: {p}", i + 1)))
-        })
-        .collect()
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let mut notes = Vec::new();
+        let e = entry(item, &mut notes)
+            .map_err(|p| AnnotationError::new(key, format!("entry {}: {p}", i + 1)))?;
+        warn.extend(
+            notes
+                .into_iter()
+                .map(|n| format!("annotation {key}: entry {}: {n}", i + 1)),
+        );
+        out.push(e);
+    }
+    Ok(out)
 }
 
 /// Parses `ipam.spidernet.io/ippools`: a non-empty JSON list, one entry per interface, with
@@ -153,12 +211,21 @@ pub(super) fn parse_entry_list<T>(
 /// are read too). Every entry names its interface, or none does (Spiderpool then assigns the
 /// entries to the Pod's interfaces in order); no interface twice.
 pub fn parse_ippools(value: &str) -> Result<Vec<PoolRequest>, AnnotationError> {
+    parse_ippools_noting(value, &mut Vec::new())
+}
+
+/// [`parse_ippools`], adding to `warn` what is accepted but probably not meant.
+pub fn parse_ippools_noting(
+    value: &str,
+    warn: &mut Vec<String>,
+) -> Result<Vec<PoolRequest>, AnnotationError> {
     let key = ANNO_IPPOOLS;
     let out = parse_entry_list(
         key,
         value,
         "[{\"interface\": \"eth0\", \"ipv4\": [\"pool-a\"]}]",
-        |item| pool_request_from_object(item, true),
+        |item, w| pool_request_from_object(item, true, w),
+        warn,
     )?;
     check_interfaces(
         out.iter()

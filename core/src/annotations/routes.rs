@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-use super::json::{check_fields, opt_string, parse_json};
+use super::json::{known_fields, opt_string, parse_json};
 use super::{AnnotationError, ANNO_ROUTES};
 
 /// One extra route.
@@ -17,9 +17,22 @@ pub struct Route {
 /// Parses `ipam.spidernet.io/routes`: a JSON list of `{"dst": "<CIDR>", "gw": "<IP>"}`, `dst`
 /// and `gw` of the same IP family, no destination twice. `[]` is no routes.
 pub fn parse_routes(value: &str) -> Result<Vec<Route>, AnnotationError> {
+    parse_routes_noting(value, &mut Vec::new())
+}
+
+/// [`parse_routes`], adding to `warn` what is accepted but probably not meant.
+pub fn parse_routes_noting(
+    value: &str,
+    warn: &mut Vec<String>,
+) -> Result<Vec<Route>, AnnotationError> {
     let key = ANNO_ROUTES;
     let example = "[{\"dst\": \"10.0.0.0/16\", \"gw\": \"192.168.1.1\"}]";
     let v = parse_json(key, value, example)?;
+    if v.is_null() {
+        // Go reads `null` into a list as no list.
+        warn.push(format!("annotation {key}: `null` is read as no routes"));
+        return Ok(Vec::new());
+    }
     let Value::Array(items) = v else {
         return Err(AnnotationError::new(
             key,
@@ -28,8 +41,14 @@ pub fn parse_routes(value: &str) -> Result<Vec<Route>, AnnotationError> {
     };
     let mut out: Vec<Route> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let route = route_from(item, example)
+        let mut notes = Vec::new();
+        let route = route_from(item, example, &mut notes)
             .map_err(|p| AnnotationError::new(key, format!("entry {}: {p}", i + 1)))?;
+        warn.extend(
+            notes
+                .into_iter()
+                .map(|n| format!("annotation {key}: entry {}: {n}", i + 1)),
+        );
         if out.iter().any(|r| r.dst == route.dst) {
             return Err(AnnotationError::new(
                 key,
@@ -45,14 +64,14 @@ pub fn parse_routes(value: &str) -> Result<Vec<Route>, AnnotationError> {
     Ok(out)
 }
 
-fn route_from(v: &Value, example: &str) -> Result<Route, String> {
+fn route_from(v: &Value, example: &str, warn: &mut Vec<String>) -> Result<Route, String> {
     let Value::Object(obj) = v else {
         return Err(format!(
             "must be an object like {}",
             &example[1..example.len() - 1]
         ));
     };
-    check_fields(obj, &["dst", "gw"], &[])?;
+    let obj = &known_fields(obj, &["dst", "gw"], &[], warn);
     let dst = opt_string(obj, "dst", "\"10.0.0.0/16\"")?.ok_or_else(|| {
         "`dst` is missing: write the destination CIDR, e.g. \"10.0.0.0/16\"".to_string()
     })?;
@@ -121,10 +140,6 @@ mod tests {
                 r#"entry 1: `gw` `x` is not an IP address: write e.g. "192.168.1.1""#,
             ),
             (
-                r#"[{"interface":"eth0","dst":"10.0.0.0/16","gw":"1.1.1.1"}]"#,
-                "entry 1: unknown field `interface`, expected one of `dst`, `gw`",
-            ),
-            (
                 r#"[{"dst":"10.0.0.0/16","gw":"1.1.1.1"},{"dst":"10.0.0.0/16","gw":"1.1.1.2"}]"#,
                 "entry 2: destination `10.0.0.0/16` is given twice; keep one route per destination",
             ),
@@ -143,5 +158,26 @@ mod tests {
         // serde form of Route is the annotation's.
         let json = serde_json::to_string(&r("10.0.0.0/16", "192.168.1.1")).unwrap();
         assert_eq!(json, r#"{"dst":"10.0.0.0/16","gw":"192.168.1.1"}"#);
+    }
+
+    #[test]
+    fn unknown_route_fields_and_null_are_accepted_with_warnings() {
+        let mut w = Vec::new();
+        let r = parse_routes_noting(
+            r#"[{"interface":"eth0","dst":"10.0.0.0/16","gw":"1.1.1.1"}]"#,
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            w,
+            ["annotation ipam.spidernet.io/routes: entry 1: unknown field `interface` ignored, as Spiderpool ignores it (the fields are `dst`, `gw`)"]
+        );
+        let mut w = Vec::new();
+        assert_eq!(parse_routes_noting("null", &mut w), Ok(vec![]));
+        assert_eq!(
+            w,
+            ["annotation ipam.spidernet.io/routes: `null` is read as no routes"]
+        );
     }
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::interface::interface_field;
-use super::json::{check_fields, family, parse_json};
-use super::pools::{check_interfaces, parse_entry_list, pool_json};
+use super::json::{family, known_fields, parse_json};
+use super::pools::{check_interfaces, parse_entry_list, pool_json, with_ignored};
 use super::{AnnotationError, PoolRequest, ANNO_SUBNET, ANNO_SUBNETS};
 use crate::names::is_dns1123_subdomain;
 
@@ -38,7 +38,11 @@ fn validate_subnet_name(name: &str) -> Result<(), String> {
 const SUBNET_FIELDS: &[&str] = &["interface", "ipv4", "ipv6"];
 const SUBNETS_EMPTY: &str = "subnet list is empty: name at least one IPv4 or IPv6 subnet";
 
-fn subnet_request_from_object(v: &Value, entry: bool) -> Result<SubnetRequest, String> {
+fn subnet_request_from_object(
+    v: &Value,
+    entry: bool,
+    warn: &mut Vec<String>,
+) -> Result<SubnetRequest, String> {
     let Value::Object(obj) = v else {
         return Err(if entry {
             "must be an object like {\"interface\": \"eth0\", \"ipv4\": [\"subnet-a\"]}".to_string()
@@ -47,12 +51,13 @@ fn subnet_request_from_object(v: &Value, entry: bool) -> Result<SubnetRequest, S
                 .to_string()
         });
     };
-    check_fields(obj, SUBNET_FIELDS, &[])?;
+    let before = warn.len();
+    let obj = &known_fields(obj, SUBNET_FIELDS, &[], warn);
     let interface = interface_field(obj)?;
-    let ipv4 = family(obj, "ipv4", None, "subnet", validate_subnet_name)?;
-    let ipv6 = family(obj, "ipv6", None, "subnet", validate_subnet_name)?;
+    let ipv4 = family(obj, "ipv4", None, "subnet", validate_subnet_name, warn)?;
+    let ipv6 = family(obj, "ipv6", None, "subnet", validate_subnet_name, warn)?;
     if ipv4.is_empty() && ipv6.is_empty() {
-        return Err(SUBNETS_EMPTY.to_string());
+        return Err(with_ignored(SUBNETS_EMPTY.to_string(), &warn[before..]));
     }
     Ok(SubnetRequest {
         interface,
@@ -64,19 +69,44 @@ fn subnet_request_from_object(v: &Value, entry: bool) -> Result<SubnetRequest, S
 /// Parses `ipam.spidernet.io/subnet`: `{"interface"?, "ipv4": [...], "ipv6": [...]}`.
 /// Spiderpool uses the first subnet of each family, and `eth0` when no interface is named.
 pub fn parse_subnet(value: &str) -> Result<SubnetRequest, AnnotationError> {
+    parse_subnet_noting(value, &mut Vec::new())
+}
+
+/// [`parse_subnet`], adding to `warn` what is accepted but probably not meant.
+pub fn parse_subnet_noting(
+    value: &str,
+    warn: &mut Vec<String>,
+) -> Result<SubnetRequest, AnnotationError> {
     let v = parse_json(ANNO_SUBNET, value, "{\"ipv4\": [\"subnet-a\"]}")?;
-    subnet_request_from_object(&v, false).map_err(|p| AnnotationError::new(ANNO_SUBNET, p))
+    let mut notes = Vec::new();
+    let r = subnet_request_from_object(&v, false, &mut notes)
+        .map_err(|p| AnnotationError::new(ANNO_SUBNET, p))?;
+    warn.extend(
+        notes
+            .into_iter()
+            .map(|n| format!("annotation {ANNO_SUBNET}: {n}")),
+    );
+    Ok(r)
 }
 
 /// Parses `ipam.spidernet.io/subnets`: a non-empty JSON list; every entry names its
 /// interface; no interface twice; no (first) subnet shared by two interfaces.
 pub fn parse_subnets(value: &str) -> Result<Vec<SubnetRequest>, AnnotationError> {
+    parse_subnets_noting(value, &mut Vec::new())
+}
+
+/// [`parse_subnets`], adding to `warn` what is accepted but probably not meant.
+pub fn parse_subnets_noting(
+    value: &str,
+    warn: &mut Vec<String>,
+) -> Result<Vec<SubnetRequest>, AnnotationError> {
     let key = ANNO_SUBNETS;
     let out = parse_entry_list(
         key,
         value,
         "[{\"interface\": \"eth0\", \"ipv4\": [\"subnet-a\"]}]",
-        |item| subnet_request_from_object(item, true),
+        |item, w| subnet_request_from_object(item, true, w),
+        warn,
     )?;
     check_interfaces(
         out.iter()
@@ -166,7 +196,7 @@ mod tests {
             ),
             (
                 parse_subnet(r#"{"ipv4pools":["s"]}"#).map(drop),
-                format!("{s1}unknown field `ipv4pools`, expected one of `interface`, `ipv4`, `ipv6`"),
+                format!("{s1}subnet list is empty: name at least one IPv4 or IPv6 subnet (unknown field `ipv4pools` ignored, as Spiderpool ignores it (the fields are `interface`, `ipv4`, `ipv6`))"),
             ),
             (
                 parse_subnets(r#"[{"interface":"eth0","ipv4":["s"]},{"interface":"net1","ipv4":["s"]}]"#).map(drop),

@@ -454,6 +454,13 @@ pub fn select(input: &SelectionInput<'_>) -> Result<Selection, Refusal> {
         routes: annos.routes.clone(),
         ..Selection::default()
     };
+    selection.notes.extend(annos.warnings.iter().cloned());
+    selection.notes.extend(
+        ns_defaults
+            .warnings
+            .iter()
+            .map(|w| format!("namespace {}: {w}", input.namespace.name)),
+    );
     let mut problems = Vec::new();
 
     let subnet_anno = annos.subnets.is_some() || annos.subnet.is_some();

@@ -57,16 +57,8 @@ fn ippool_bad() {
         ),
         (
             r#"{"ipv4pool": ["a"]}"#,
-            "unknown field `ipv4pool`, expected one of `interface`, `ipv4`, `ipv6`".into(),
-        ),
-        (
-            r#"{"ipv4": ["a"], "ipv4pools": ["b"]}"#,
-            "both `ipv4` and `ipv4pools` are set: they mean the same thing, keep only `ipv4`"
-                .into(),
-        ),
-        (
-            r#"{"ipv6": ["a"], "ipv6pools": ["b"]}"#,
-            "both `ipv6` and `ipv6pools` are set: they mean the same thing, keep only `ipv6`"
+            "pool list is empty: name at least one IPv4 or IPv6 pool (unknown field `ipv4pool` \
+             ignored, as Spiderpool ignores it (the fields are `interface`, `ipv4`, `ipv6`))"
                 .into(),
         ),
         (
@@ -96,10 +88,6 @@ fn ippool_bad() {
         (
             r#"{"ipv6": ["Bad_Pool"]}"#,
             format!("`ipv6`: `Bad_Pool` is not a valid pool name: {NAME_RULE}"),
-        ),
-        (
-            r#"{"ipv4": ["a", "b", "a"]}"#,
-            "`ipv4`: pool `a` is listed twice".into(),
         ),
         (
             r#"{"ipv4": ["pool-]x["]}"#,
@@ -135,10 +123,6 @@ fn ippool_bad() {
         (
             r#"{"interface": 5, "ipv4": ["a"]}"#,
             r#"`interface` must be a string, e.g. "eth0""#.into(),
-        ),
-        (
-            r#"{"cleangateway": true, "ipv4": ["a"]}"#,
-            "unknown field `cleangateway`, expected one of `interface`, `ipv4`, `ipv6`".into(),
         ),
     ];
     for (v, problem) in cases {
@@ -213,13 +197,9 @@ fn ippools_bad() {
         ),
         (
             r#"[{"interface":"eth0","ipv4pool":["a"]}]"#,
-            "entry 1: unknown field `ipv4pool`, expected one of `interface`, `ipv4`, `ipv6`, \
-             `cleangateway`",
-        ),
-        (
-            r#"[{"interface":"eth0","ipv4":["a"],"cleangateway":true,"defaultRoute":true}]"#,
-            "entry 1: both `cleangateway` and `defaultRoute` are set: keep only \
-             `cleangateway` (`defaultRoute: true` is `cleangateway: false`)",
+            "entry 1: pool list is empty: name at least one IPv4 or IPv6 pool (unknown field \
+             `ipv4pool` ignored, as Spiderpool ignores it (the fields are `interface`, `ipv4`, \
+             `ipv6`, `cleangateway`))",
         ),
         (
             r#"[{"interface":"eth0","ipv4":["a"],"cleangateway":"yes"}]"#,
@@ -232,11 +212,6 @@ fn ippools_bad() {
         (
             "[1]",
             r#"entry 1: must be an object like {"interface": "eth0", "ipv4": ["pool-a"]}"#,
-        ),
-        (
-            r#"[{"interface":"eth0","ipv4":["a"],"ipv4pools":["a"]}]"#,
-            "entry 1: both `ipv4` and `ipv4pools` are set: they mean the same thing, keep \
-             only `ipv4`",
         ),
         (
             "[",
@@ -338,4 +313,39 @@ proptest! {
     fn ippools_round_trip(reqs in request_list()) {
         prop_assert_eq!(parse_ippools(&format_ippools(&reqs)), Ok(reqs));
     }
+}
+
+#[test]
+fn what_spiderpool_accepts_is_read_as_spiderpool_reads_it_with_warnings() {
+    let mut w = Vec::new();
+    let r = parse_ippool_noting(
+        r#"{"IPv4": ["a", "b", "a"], "cleangateway": true, "ipv6pools": ["x"], "ipv6": ["c"]}"#,
+        &mut w,
+    )
+    .unwrap();
+    assert_eq!(r, pr(None, &["a", "b"], &["c"], None));
+    assert_eq!(
+        w,
+        [
+            "annotation ipam.spidernet.io/ippool: field `IPv4` read as `ipv4` (Spiderpool matches field names without regard to case); write `ipv4`",
+            "annotation ipam.spidernet.io/ippool: unknown field `cleangateway` ignored, as Spiderpool ignores it (the fields are `interface`, `ipv4`, `ipv6`)",
+            "annotation ipam.spidernet.io/ippool: `ipv4`: pool `a` is listed twice; the repeat is ignored",
+            "annotation ipam.spidernet.io/ippool: both `ipv6` and `ipv6pools` are set: `ipv6pools` is ignored, keep only `ipv6`",
+        ]
+    );
+    let mut w = Vec::new();
+    let r = parse_ippools_noting(
+        r#"[{"interface":"eth0","ipv4":["a"],"cleangateway":true,"defaultRoute":true,"mac":"x"}]"#,
+        &mut w,
+    )
+    .unwrap();
+    assert_eq!(r, vec![pr(Some("eth0"), &["a"], &[], Some(true))]);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].starts_with(
+            "annotation ipam.spidernet.io/ippools: entry 1: unknown field `mac` ignored"
+        ),
+        "{w:?}"
+    );
+    assert!(w[1].contains("`defaultRoute` is ignored"), "{w:?}");
 }
