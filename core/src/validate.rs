@@ -792,7 +792,7 @@ where
 }
 
 /// When the SpiderSubnet feature is on, a pool made by hand must lie inside a subnet.
-pub fn validate_pool_in_subnets<'a, I>(pool: &Pool, subnets: I) -> Result<(), Invalid>
+pub fn validate_pool_in_subnets<'a, I>(pool: &Pool, subnets: I) -> Result<Checked<()>, Invalid>
 where
     I: IntoIterator<Item = &'a Subnet>,
 {
@@ -816,15 +816,17 @@ where
         }
     }
     if !found {
-        errs.push(
+        // Spiderpool allows a pool no SpiderSubnet controls.
+        errs.warn(
             "spec.subnet",
             format!(
-                "no SpiderSubnet has subnet {}; create one first (the SpiderSubnet feature is on)",
+                "no SpiderSubnet has subnet {}: the pool is controlled by no SpiderSubnet (the \
+                 SpiderSubnet feature is on, and the subnet's addresses are not checked)",
                 pool.subnet
             ),
         );
     }
-    errs.finish("SpiderIPPool", &pool.name, ())
+    errs.finish_checked("SpiderIPPool", &pool.name, ())
 }
 
 /// Validates one SpiderReservedIP.
@@ -1241,7 +1243,9 @@ mod tests {
             "{e}"
         );
         let elsewhere = validate_pool(&draft("r", "10.9.0.0/16", &[])).unwrap();
-        assert!(validate_pool_in_subnets(&elsewhere, cat.subnets.values()).is_err());
+        // A pool no SpiderSubnet controls: allowed, as in Spiderpool, with a warning.
+        let orphan = validate_pool_in_subnets(&elsewhere, cat.subnets.values()).unwrap();
+        assert_eq!(orphan.warnings.len(), 1);
 
         cat.add_reserved(&ReservedIpDraft {
             name: "r".to_string(),

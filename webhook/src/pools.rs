@@ -240,10 +240,12 @@ impl PoolHooks {
                 }
             }
         }
+        let mut warnings = warnings;
         if self.cache.config().is_ok_and(|c| c.enable_spider_subnet) {
             let subnets = self.cache.subnets();
-            if let Err(e) = validate_pool_in_subnets(&pool, subnets.iter()) {
-                return invalid(req, &e);
+            match validate_pool_in_subnets(&pool, subnets.iter()) {
+                Ok(c) => warnings.extend(c.warnings),
+                Err(e) => return invalid(req, &e),
             }
         }
         if !req.dry_run {
@@ -302,7 +304,8 @@ impl PoolHooks {
         }
     }
 
-    /// `/validate-reservedip` (CREATE, UPDATE): well-formed, and no address currently held.
+    /// `/validate-reservedip` (CREATE, UPDATE): well-formed; an address a Pod holds now is a
+    /// warning.
     pub fn validate_reserved_ip(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
         if !matches!(req.operation, Operation::Create | Operation::Update) {
             return allow(req);
@@ -315,7 +318,8 @@ impl PoolHooks {
             Ok(r) => r,
             Err(e) => return invalid(req, &e),
         };
-        let mut errors = Vec::new();
+        // Spiderpool admits reserving an address a Pod holds; so do we, saying who keeps it.
+        let mut warnings = Vec::new();
         for c in self.cache.claims() {
             let Some(a) = c.address else { continue };
             if IpFamily::of(&a) != r.family || !r.ips.contains(&a) {
@@ -329,27 +333,17 @@ impl PoolHooks {
                     s.namespace, s.reservation
                 ),
             };
-            errors.push(FieldError {
+            warnings.push(FieldError {
                 field: "spec.ips".to_string(),
                 message: format!(
-                    "{a} is held by {holder} (SpiderIPClaim {}, pool {}); release it first (delete or move the Pod)",
+                    "{a} is held by {holder} (SpiderIPClaim {}, pool {}); it stays with that Pod \
+                     and is not handed out again once released",
                     c.object.metadata.name.as_deref().unwrap_or_default(),
                     s.pool
                 ),
             });
         }
-        if errors.is_empty() {
-            allow(req)
-        } else {
-            invalid(
-                req,
-                &Invalid {
-                    kind: "SpiderReservedIP",
-                    name: r.name,
-                    errors,
-                },
-            )
-        }
+        allow_with_warnings(req, described("SpiderReservedIP", &r.name, &warnings))
     }
 }
 

@@ -168,7 +168,7 @@ fn delete_of_a_pool_in_use_is_refused_with_the_count() {
 }
 
 #[test]
-fn pools_must_sit_in_a_subnet_when_the_feature_is_on() {
+fn pools_outside_every_subnet_are_admitted_with_a_warning_when_the_feature_is_on() {
     let (h, cache) = world();
     load(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: spiderpool-conf, namespace: aipam-system}\ndata: {enableSpiderSubnet: \"true\"}\n",
@@ -181,9 +181,22 @@ fn pools_must_sit_in_a_subnet_when_the_feature_is_on() {
         json!({"ipVersion": 4, "subnet": "10.5.0.0/24", "ips": ["10.5.0.5"]}),
     );
     let resp = h.validate_pool(&req(POOLS, "CREATE", Some(&p), None));
+    assert!(resp.allowed, "{}", resp.result.message);
     assert_eq!(
-        resp.result.message,
-        "SpiderIPPool b is invalid: spec.subnet: no SpiderSubnet has subnet 10.5.0.0/24; create one first (the SpiderSubnet feature is on)"
+        resp.warnings.unwrap_or_default(),
+        ["SpiderIPPool b: spec.subnet: no SpiderSubnet has subnet 10.5.0.0/24: the pool is controlled by no SpiderSubnet (the SpiderSubnet feature is on, and the subnet's addresses are not checked)"]
+    );
+    // Inside a SpiderSubnet of its CIDR, it must fit the subnet's free addresses.
+    let p = pool(
+        "c",
+        json!({"ipVersion": 4, "subnet": "10.0.0.0/24", "ips": ["10.0.0.251"]}),
+    );
+    let resp = h.validate_pool(&req(POOLS, "CREATE", Some(&p), None));
+    assert!(!resp.allowed);
+    assert!(
+        resp.result.message.contains("not free in SpiderSubnet s1"),
+        "{}",
+        resp.result.message
     );
 }
 
@@ -212,7 +225,7 @@ fn subnets_may_not_overlap() {
 }
 
 #[test]
-fn reserving_an_address_held_by_a_pod_is_refused_naming_it() {
+fn reserving_an_address_held_by_a_pod_warns_naming_it() {
     let (h, _) = world();
     let r = json!({"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderReservedIP",
         "metadata": {"name": "keep"}, "spec": {"ipVersion": 4, "ips": ["10.0.0.14-10.0.0.16"]}});
@@ -228,11 +241,13 @@ fn reserving_an_address_held_by_a_pod_is_refused_naming_it() {
         None,
     );
     let resp = h.validate_reserved_ip(&rr);
-    assert!(!resp.allowed);
+    assert!(resp.allowed);
     assert_eq!(
-        resp.result.message,
-        "SpiderReservedIP keep is invalid: spec.ips: 10.0.0.15 is held by Pod team-a/web-1 (SpiderIPClaim a.10.0.0.15, pool a); release it first (delete or move the Pod); \
-         spec.ips: 10.0.0.16 is held by a Pod being created in namespace team-a (reservation r-2) (SpiderIPClaim a.10.0.0.16, pool a); release it first (delete or move the Pod)"
+        resp.warnings.unwrap_or_default(),
+        [
+            "SpiderReservedIP keep: spec.ips: 10.0.0.15 is held by Pod team-a/web-1 (SpiderIPClaim a.10.0.0.15, pool a); it stays with that Pod and is not handed out again once released",
+            "SpiderReservedIP keep: spec.ips: 10.0.0.16 is held by a Pod being created in namespace team-a (reservation r-2) (SpiderIPClaim a.10.0.0.16, pool a); it stays with that Pod and is not handed out again once released",
+        ]
     );
     let free = json!({"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderReservedIP",
         "metadata": {"name": "keep"}, "spec": {"ips": ["10.0.0.30"]}});

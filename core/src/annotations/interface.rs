@@ -42,9 +42,10 @@ fn describe_char(c: char) -> String {
     }
 }
 
-/// The optional `interface` field of an entry, checked.
+/// The optional `interface` field of an entry, checked; `""` counts as not named, as in
+/// Spiderpool (whose entries without a name go to the Pod's interfaces in order).
 pub(super) fn interface_field(obj: &Map<String, Value>) -> Result<Option<String>, String> {
-    let iface = opt_string(obj, "interface", "\"eth0\"")?;
+    let iface = opt_string(obj, "interface", "\"eth0\"")?.filter(|i| !i.is_empty());
     if let Some(name) = &iface {
         validate_interface_name(name)?;
     }

@@ -54,8 +54,8 @@ fn subnet_request_from_object(
     let before = warn.len();
     let obj = &known_fields(obj, SUBNET_FIELDS, &[], warn);
     let interface = interface_field(obj)?;
-    let ipv4 = family(obj, "ipv4", None, "subnet", validate_subnet_name, warn)?;
-    let ipv6 = family(obj, "ipv6", None, "subnet", validate_subnet_name, warn)?;
+    let ipv4 = first_subnet(obj, "ipv4", "IPv4", warn)?;
+    let ipv6 = first_subnet(obj, "ipv6", "IPv6", warn)?;
     if ipv4.is_empty() && ipv6.is_empty() {
         return Err(with_ignored(SUBNETS_EMPTY.to_string(), &warn[before..]));
     }
@@ -64,6 +64,31 @@ fn subnet_request_from_object(
         ipv4,
         ipv6,
     })
+}
+
+/// The subnet list of one family, cut to its first name: Spiderpool uses only that one and
+/// ignores (does not check) the others.
+fn first_subnet(
+    obj: &serde_json::Map<String, Value>,
+    field: &str,
+    label: &str,
+    warn: &mut Vec<String>,
+) -> Result<Vec<String>, String> {
+    let Some(Value::Array(items)) = obj.get(field) else {
+        return family(obj, field, None, "subnet", validate_subnet_name, warn);
+    };
+    if items.len() <= 1 {
+        return family(obj, field, None, "subnet", validate_subnet_name, warn);
+    }
+    let mut first = obj.clone();
+    first.insert(field.to_string(), Value::Array(items[..1].to_vec()));
+    let kept = family(&first, field, None, "subnet", validate_subnet_name, warn)?;
+    let rest: Vec<String> = items[1..].iter().map(Value::to_string).collect();
+    warn.push(format!(
+        "only the first {label} subnet is used, as in Spiderpool; {} ignored",
+        rest.join(", ")
+    ));
+    Ok(kept)
 }
 
 /// Parses `ipam.spidernet.io/subnet`: `{"interface"?, "ipv4": [...], "ipv6": [...]}`.
@@ -174,9 +199,15 @@ mod tests {
             parse_subnet(r#"{"ipv4":["s4"],"ipv6":["s6"]}"#),
             Ok(sr(None, &["s4"], &["s6"]))
         );
+        // Spiderpool uses the first subnet of a family and does not look at the others.
+        let mut w = Vec::new();
         assert_eq!(
-            parse_subnet(r#"{"interface":"net1","ipv4":["s4","s5"]}"#),
-            Ok(sr(Some("net1"), &["s4", "s5"], &[]))
+            parse_subnet_noting(r#"{"interface":"net1","ipv4":["s4","S_5"]}"#, &mut w),
+            Ok(sr(Some("net1"), &["s4"], &[]))
+        );
+        assert_eq!(
+            w,
+            ["annotation ipam.spidernet.io/subnet: only the first IPv4 subnet is used, as in Spiderpool; \"S_5\" ignored"]
         );
         assert_eq!(
             parse_subnets(

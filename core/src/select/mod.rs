@@ -335,13 +335,6 @@ pub enum Problem {
         /// Every pool and why.
         excluded: Vec<Exclusion>,
     },
-    /// The pools of one interface are on different VLANs.
-    VlanMismatch {
-        /// The interface.
-        interface: String,
-        /// Pool name and VLAN.
-        pools: Vec<(String, i64)>,
-    },
     /// The SpiderSubnet annotation names no subnet for an enabled family.
     SubnetFamilyMissing {
         /// The interface.
@@ -385,14 +378,6 @@ impl fmt::Display for Problem {
                     write!(f, "{sep}pool {}: {}", e.pool, e.reason)?;
                 }
                 Ok(())
-            }
-            Problem::VlanMismatch { interface, pools } => {
-                write!(f, "interface {interface}: its candidate pools are on different VLANs (")?;
-                for (i, (p, v)) in pools.iter().enumerate() {
-                    let sep = if i == 0 { "" } else { ", " };
-                    write!(f, "{sep}{p}: vlan {v}")?;
-                }
-                write!(f, "); pools of one interface must share a VLAN")
             }
             Problem::SubnetFamilyMissing { interface, family } => {
                 let field = if *family == IpFamily::V4 { "ipv4" } else { "ipv6" };
@@ -535,8 +520,8 @@ pub fn select(input: &SelectionInput<'_>) -> Result<Selection, Refusal> {
             let fs = filter(input, &iface, family, names);
             push_family(&mut problems, &mut families, &iface, &choice.rule, fs);
         }
-        if let Some(p) = vlan_problem(input.pools, &iface.name, &families) {
-            problems.push(p);
+        if let Some(note) = vlan_note(input.pools, &iface.name, &families) {
+            selection.notes.push(note);
         }
         selection.interfaces.push(InterfaceSelection {
             interface: iface.name.clone(),
@@ -1001,11 +986,14 @@ fn check_pool(
     Ok(zone)
 }
 
-fn vlan_problem(
+/// Candidate pools of one interface on different VLANs: Spiderpool ≥ 1.0 no longer refuses
+/// this (`spec.vlan` is deprecated), so it is a note. The interface gets the VLAN of the pool of
+/// its first address (IPv4 first).
+fn vlan_note(
     pools: &BTreeMap<String, Pool>,
     interface: &str,
     families: &[FamilySelection],
-) -> Option<Problem> {
+) -> Option<String> {
     let mut seen: Vec<(String, i64)> = Vec::new();
     for fs in families {
         for c in &fs.candidates {
@@ -1016,13 +1004,15 @@ fn vlan_problem(
     }
     let first = seen.first()?.1;
     if seen.iter().all(|(_, v)| *v == first) {
-        None
-    } else {
-        Some(Problem::VlanMismatch {
-            interface: interface.to_string(),
-            pools: seen,
-        })
+        return None;
     }
+    let listed: Vec<String> = seen.iter().map(|(p, v)| format!("{p}: vlan {v}")).collect();
+    Some(format!(
+        "interface {interface}: its candidate pools are on different VLANs ({}); the interface \
+         gets the VLAN of the pool its first address comes from (spec.vlan is deprecated, and \
+         Spiderpool no longer checks this)",
+        listed.join(", ")
+    ))
 }
 
 /// The candidates worth reserving for a Pod whose node is unknown: every candidate up to and

@@ -712,7 +712,7 @@ fn reserved_addresses_can_empty_a_pool() {
 }
 
 #[test]
-fn vlan_mismatch_within_an_interface_is_refused() {
+fn vlan_mismatch_within_an_interface_is_a_note() {
     let mut a = mk_pool("a", "10.0.0.0/24", &["10.0.0.5"]);
     a.vlan = Some(10);
     let mut b = mk_pool("b", "10.0.1.0/24", &["10.0.1.5"]);
@@ -722,12 +722,10 @@ fn vlan_mismatch_within_an_interface_is_refused() {
         "x",
         &[("ipam.spidernet.io/ippool", r#"{"ipv4": ["a", "b"]}"#)],
     );
-    let err = w
-        .select(&pod, &mk_ns("x", &[], &[]), None, &[])
-        .unwrap_err();
+    let sel = w.select(&pod, &mk_ns("x", &[], &[]), None, &[]).unwrap();
     assert_eq!(
-        err.to_string(),
-        "interface eth0: its candidate pools are on different VLANs (a: vlan 10, b: vlan 20); pools of one interface must share a VLAN"
+        sel.notes,
+        ["interface eth0: its candidate pools are on different VLANs (a: vlan 10, b: vlan 20); the interface gets the VLAN of the pool its first address comes from (spec.vlan is deprecated, and Spiderpool no longer checks this)"]
     );
 }
 

@@ -104,10 +104,6 @@ fn ippool_bad() {
                 .into(),
         ),
         (
-            r#"{"interface": "", "ipv4": ["a"]}"#,
-            r#"the interface name is empty: write it, e.g. "eth0" or "net1""#.into(),
-        ),
-        (
             r#"{"interface": "averyveryverylongname", "ipv4": ["a"]}"#,
             "interface name `averyveryverylongname` is longer than 15 characters (Linux limit)"
                 .into(),
@@ -340,6 +336,15 @@ fn what_spiderpool_accepts_is_read_as_spiderpool_reads_it_with_warnings() {
     )
     .unwrap();
     assert_eq!(r, vec![pr(Some("eth0"), &["a"], &[], Some(true))]);
+    // An empty interface name is no name: the entries go to the interfaces in order.
+    let r = parse_ippools(r#"[{"interface":"","ipv4":["a"]},{"interface":"","ipv4":["b"]}]"#);
+    assert_eq!(
+        r,
+        Ok(vec![
+            pr(None, &["a"], &[], None),
+            pr(None, &["b"], &[], None)
+        ])
+    );
     assert_eq!(w.len(), 2, "{w:?}");
     assert!(
         w[0].starts_with(
