@@ -498,6 +498,31 @@ async fn selection_notes_become_warnings() {
 }
 
 #[tokio::test]
+async fn annotations_spiderpool_would_not_read_are_warned_about_not_refused() {
+    // The SpiderSubnet feature is off in this world.
+    let w = world();
+    let pod = deployment_pod(
+        "team-a",
+        json!({"ipam.spidernet.io/ippool": "{\"ipv4\": [\"team-a-v4\"]}",
+               "ipam.spidernet.io/subnet": "{ipv4: x}",
+               "ipam.spidernet.io/ippool-reclaim": "maybe"}),
+    );
+    let (resp, _) = mutate(&w, "u1", &pod).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    let warnings = resp.warnings.unwrap_or_default();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("annotation ipam.spidernet.io/subnet: invalid JSON"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1]
+            .starts_with("annotation ipam.spidernet.io/ippool-reclaim: `maybe` is not a boolean"),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
 async fn annotations_spiderpool_reads_are_admitted_with_what_was_ignored() {
     let w = world();
     // `cleangateway` belongs to `ippools`; Spiderpool ignores it in `ippool`, and the repeat.

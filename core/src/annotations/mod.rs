@@ -44,7 +44,7 @@ pub use multus::{parse_multus_default_network, parse_multus_networks, NetworkSel
 pub use namespace::{
     namespace_defaults, parse_pool_list, parse_pool_list_noting, NamespaceDefaults,
 };
-pub use pod::{pod_ipam_annotations, PodIpamAnnotations};
+pub use pod::{pod_ipam_annotations, pod_ipam_annotations_as_read, PodIpamAnnotations};
 pub use pools::{
     format_ippool, format_ippools, parse_ippool, parse_ippool_noting, parse_ippools,
     parse_ippools_noting, PoolRequest,

@@ -18,7 +18,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::annotations::{self, pod_ipam_annotations, IpNumber, PodIpamAnnotations, SubnetRequest};
+use crate::annotations::{
+    self, pod_ipam_annotations_as_read, IpNumber, PodIpamAnnotations, SubnetRequest,
+};
 use crate::config::IpamConfig;
 use crate::labels::LabelSelector;
 use crate::model::{multus_name_matches, InterfaceRequest, NamespaceInfo, NodeInfo, PodInfo, Pool};
@@ -433,13 +435,30 @@ struct RuleChoice {
 
 /// Selects candidate pools for every interface and family of the Pod.
 pub fn select(input: &SelectionInput<'_>) -> Result<Selection, Refusal> {
-    let annos = pod_ipam_annotations(&input.pod.annotations)?;
-    let ns_defaults = annotations::namespace_defaults(&input.namespace.annotations)?;
+    let annos =
+        pod_ipam_annotations_as_read(&input.pod.annotations, input.config.enable_spider_subnet)?;
     let mut selection = Selection {
         routes: annos.routes.clone(),
         ..Selection::default()
     };
     selection.notes.extend(annos.warnings.iter().cloned());
+    // Spiderpool reads the Namespace's defaults only for a Pod that names no pools itself: a
+    // malformed one cannot refuse such a Pod.
+    let own_pools = annos.ippools.is_some()
+        || annos.ippool.is_some()
+        || (input.config.enable_spider_subnet
+            && (annos.subnets.is_some() || annos.subnet.is_some()));
+    let ns_defaults = match annotations::namespace_defaults(&input.namespace.annotations) {
+        Ok(d) => d,
+        Err(e) if own_pools => {
+            selection.notes.push(format!(
+                "namespace {}: {e}; ignored, because the Pod names its own pools",
+                input.namespace.name
+            ));
+            annotations::NamespaceDefaults::default()
+        }
+        Err(e) => return Err(e.into()),
+    };
     selection.notes.extend(
         ns_defaults
             .warnings

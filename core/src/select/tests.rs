@@ -989,3 +989,32 @@ mod props {
         }
     }
 }
+
+#[test]
+fn a_broken_namespace_default_refuses_only_pods_that_would_use_it() {
+    let w = World::new(vec![mk_pool("a", "10.0.0.0/24", &["10.0.0.5"])]);
+    let ns = mk_ns(
+        "x",
+        &[],
+        &[("ipam.spidernet.io/default-ipv4-ippool", "[\"a\",")],
+    );
+    // A Pod naming its pools: Spiderpool never reads the Namespace's defaults for it.
+    let named = mk_pod("x", &[("ipam.spidernet.io/ippool", r#"{"ipv4": ["a"]}"#)]);
+    let sel = w.select(&named, &ns, None, &[]).unwrap();
+    assert_eq!(sel.interfaces[0].families[0].candidates[0].pool, "a");
+    assert!(
+        sel.notes[0].starts_with(
+            "namespace x: annotation ipam.spidernet.io/default-ipv4-ippool: invalid JSON"
+        ),
+        "{:?}",
+        sel.notes
+    );
+    // A Pod that would fall to the Namespace's defaults is refused with the annotation's error.
+    let plain = mk_pod("x", &[]);
+    let err = w.select(&plain, &ns, None, &[]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("annotation ipam.spidernet.io/default-ipv4-ippool:"),
+        "{err}"
+    );
+}
