@@ -1101,3 +1101,50 @@ async fn a_kept_address_taken_over_meanwhile_is_not_taken_twice() {
         "r-winner"
     );
 }
+
+#[tokio::test]
+async fn a_chosen_address_is_given_or_refused_with_who_holds_it() {
+    let w = world();
+    let chosen = |v: &str| deployment_pod("team-a", json!({"aipam.io/ip-address": v}));
+    let (resp, out) = mutate(&w, "u1", &chosen("10.20.0.12")).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    let r = record_of(&out);
+    assert_eq!(r.interfaces[0].ipv4[0].address.to_string(), "10.20.0.12");
+    assert_eq!(r.interfaces[0].ipv4[0].pool, "team-a-v4");
+    // Never silently another address.
+    let (resp, _) = mutate(&w, "u2", &chosen("10.20.0.12")).await;
+    assert!(!resp.allowed);
+    assert_eq!(resp.result.code, 403);
+    assert_eq!(
+        resp.result.message,
+        format!(
+            "interface eth0: the chosen address 10.20.0.12 is held by a Pod of namespace team-a (SpiderIPClaim team-a-v4.10.20.0.12, reservation {}); it is not given to two Pods (delete that Pod, or choose another address)",
+            r.id
+        )
+    );
+    let (resp, _) = mutate(&w, "u3", &chosen("10.20.0.99")).await;
+    assert_eq!(
+        resp.result.message,
+        "interface eth0: the chosen address 10.20.0.99 cannot be given: pool team-a-v4: not in its spec.ips; choose an address of a candidate pool that is in its spec.ips, not excluded and not reserved"
+    );
+    let (resp, _) = mutate(&w, "u4", &chosen(r#"{"net9": ["10.20.0.10"]}"#)).await;
+    assert!(
+        resp.result
+            .message
+            .ends_with("names interface net9, which the Pod does not have (its interfaces: eth0)"),
+        "{}",
+        resp.result.message
+    );
+    let (resp, _) = mutate(&w, "u5", &chosen("fd00::5")).await;
+    assert!(
+        resp.result
+            .message
+            .ends_with("names fd00::5 for interface eth0, which gets no IPv6 address"),
+        "{}",
+        resp.result.message
+    );
+    let (resp, _) = mutate(&w, "u6", &chosen("10.20.0.x")).await;
+    assert_eq!(resp.result.code, 400);
+    // Only the first Pod's claim exists: the refusals reserved nothing.
+    assert_eq!(claim_count(&w), 1);
+}

@@ -24,6 +24,7 @@
 //! version: see [`is_wildcard`] and [`wildcard_match`].
 
 mod auto_pool;
+mod chosen;
 mod interface;
 mod json;
 mod keys;
@@ -38,6 +39,10 @@ mod test_util;
 mod wildcard;
 
 pub use auto_pool::{parse_ip_number, parse_reclaim, IpNumber};
+pub use chosen::{
+    chosen_addresses, stateful_ordinal, ChosenAddresses, ANNO_IP_ADDRESS,
+    ANNO_IP_ADDRESS_BY_ORDINAL, FIRST_INTERFACE,
+};
 pub use interface::{validate_interface_name, INTERFACE_NAME_MAX_LEN};
 pub use keys::*;
 pub use multus::{parse_multus_default_network, parse_multus_networks, NetworkSelection};

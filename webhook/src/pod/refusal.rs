@@ -6,6 +6,10 @@ use aipam_core::reserve::FamilyMiss;
 use aipam_core::select::{AutoPoolPlan, Problem, Refusal};
 
 use crate::effects::EffectError;
+
+/// How the chosen-address annotations are named in refusals.
+const ANNO_IP_ADDRESS_TEXT: &str =
+    "annotation aipam.io/ip-address (or aipam.io/ip-address-by-ordinal)";
 use crate::network::NetworkError;
 
 /// A refusal: HTTP-like code and the message the user sees.
@@ -96,6 +100,36 @@ impl Refused {
     /// No candidate pool of one family gave an address.
     pub(crate) fn no_address(miss: &FamilyMiss) -> Refused {
         Refused::forbidden(miss.to_string())
+    }
+
+    /// A chosen-address annotation that cannot be read.
+    pub(crate) fn bad_annotation(e: &dyn std::fmt::Display) -> Refused {
+        Refused::bad_request(e.to_string())
+    }
+
+    /// A chosen address for an interface or family the Pod does not get.
+    pub(crate) fn chosen_not_asked(what: String) -> Refused {
+        Refused::forbidden(format!("{} names {what}", ANNO_IP_ADDRESS_TEXT))
+    }
+
+    /// A chosen address no candidate pool of the interface can hand out, with each pool's
+    /// reason.
+    pub(crate) fn chosen_unservable(interface: &str, address: &str, why: &[String]) -> Refused {
+        Refused::forbidden(format!(
+            "interface {interface}: the chosen address {address} cannot be given: {}; choose an address of a candidate pool that is in its spec.ips, not excluded and not reserved",
+            if why.is_empty() {
+                "no candidate pool".to_string()
+            } else {
+                why.join("; ")
+            }
+        ))
+    }
+
+    /// A chosen address another Pod holds.
+    pub(crate) fn chosen_held(interface: &str, address: &str, holder: &str) -> Refused {
+        Refused::forbidden(format!(
+            "interface {interface}: the chosen address {address} is held by {holder}; it is not given to two Pods (delete that Pod, or choose another address)"
+        ))
     }
 
     /// The node affinity the zone reservations need is too large.

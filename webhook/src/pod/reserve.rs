@@ -4,7 +4,10 @@
 
 use std::net::IpAddr;
 
-use aipam_core::alloc::attempt_seed;
+use aipam_core::alloc::{attempt_seed, claim_name};
+use aipam_core::annotations::{
+    chosen_addresses, stateful_ordinal, ChosenAddresses, FIRST_INTERFACE,
+};
 use aipam_core::model::Pool;
 use aipam_core::ranges::IpFamily;
 use aipam_core::reservation::{Reservation, ReservedAddress, ReservedInterface};
@@ -52,24 +55,143 @@ impl<E: Effects> PodHooks<E> {
             id: who.id.to_string(),
             interfaces: Vec::new(),
         };
+        let mut chosen = chosen_for(who, selection)?;
         for iface in &selection.interfaces {
             let mut ri = ReservedInterface {
                 interface: iface.interface.clone(),
                 clean_gateway: iface.clean_gateway,
                 ..ReservedInterface::default()
             };
+            let mut asked = chosen.remove(&iface.interface).unwrap_or_default();
             for fs in &iface.families {
-                let list = self
-                    .reserve_family(who, snap, &iface.interface, fs, made)
-                    .await?;
+                let pick = asked
+                    .iter()
+                    .position(|a| IpFamily::of(a) == fs.family)
+                    .map(|i| asked.remove(i));
+                let list = match pick {
+                    Some(address) => {
+                        self.reserve_chosen(who, snap, &iface.interface, fs, address, made)
+                            .await?
+                    }
+                    None => {
+                        self.reserve_family(who, snap, &iface.interface, fs, made)
+                            .await?
+                    }
+                };
                 match fs.family {
                     IpFamily::V4 => ri.ipv4 = list,
                     IpFamily::V6 => ri.ipv6 = list,
                 }
             }
+            if let Some(a) = asked.first() {
+                return Err(Refused::chosen_not_asked(format!(
+                    "{a} for interface {}, which gets no {} address",
+                    iface.interface,
+                    IpFamily::of(a)
+                )));
+            }
             record.interfaces.push(ri);
         }
+        if let Some(name) = chosen.keys().next() {
+            let have: Vec<&str> = selection
+                .interfaces
+                .iter()
+                .map(|i| i.interface.as_str())
+                .collect();
+            return Err(Refused::chosen_not_asked(format!(
+                "interface {name}, which the Pod does not have (its interfaces: {})",
+                have.join(", ")
+            )));
+        }
         Ok(record)
+    }
+
+    /// The chosen `address` for one interface and family: from the first candidate pool that
+    /// can hand it out, refused with who holds it when another Pod does. Never another address.
+    async fn reserve_chosen(
+        &self,
+        who: &Claimant<'_>,
+        snap: &Snapshot,
+        interface: &str,
+        fs: &FamilySelection,
+        address: IpAddr,
+        made: &mut Vec<MadeClaim>,
+    ) -> Result<Vec<ReservedAddress>, Refused> {
+        if let Some(t) = take_over(&who.screened.config, &who.facts.kept, interface, fs) {
+            if t.address.address == address {
+                return self.reserve_family(who, snap, interface, fs, made).await;
+            }
+        }
+        let reserved = match fs.family {
+            IpFamily::V4 => &snap.reserved_v4,
+            IpFamily::V6 => &snap.reserved_v6,
+        };
+        let text = address.to_string();
+        let mut why = Vec::new();
+        for c in &fs.candidates {
+            let Some(pool) = snap.pools.get(&c.pool) else {
+                continue;
+            };
+            if !pool.ips.contains(&address) {
+                why.push(format!("pool {}: not in its spec.ips", pool.name));
+                continue;
+            }
+            if pool.exclude_ips.contains(&address) {
+                why.push(format!("pool {}: in its spec.excludeIPs", pool.name));
+                continue;
+            }
+            if reserved.contains(&address) {
+                why.push(format!(
+                    "pool {}: reserved by a SpiderReservedIP",
+                    pool.name
+                ));
+                continue;
+            }
+            let name = claim_name(&pool.name, &address);
+            if let Some(held) = self.cache.claim(&name) {
+                return Err(Refused::chosen_held(
+                    interface,
+                    &text,
+                    &holder(&held.object),
+                ));
+            }
+            let claim = claim_for(
+                &ReservedAddress {
+                    pool: pool.name.clone(),
+                    address,
+                },
+                &ClaimTarget {
+                    namespace: &who.screened.namespace,
+                    pod_name: who.screened.name.as_deref(),
+                    interface,
+                    reservation: who.id,
+                    owner: claim_owner(who),
+                    provisional: false,
+                },
+            );
+            return match self
+                .effects
+                .create_claim(&claim)
+                .await
+                .map_err(|e| Refused::failed_call(&e))?
+            {
+                ClaimCreated::Created { uid } => {
+                    self.cache.claim_created(claim);
+                    made.push(MadeClaim { name, uid });
+                    info!(pool = %pool.name, %address, "chosen address reserved");
+                    Ok(vec![ReservedAddress {
+                        pool: pool.name.clone(),
+                        address,
+                    }])
+                }
+                ClaimCreated::AlreadyExists => Err(Refused::chosen_held(
+                    interface,
+                    &text,
+                    &format!("another Pod (SpiderIPClaim {name}, created a moment ago)"),
+                )),
+            };
+        }
+        Err(Refused::chosen_unservable(interface, &text, &why))
     }
 
     async fn reserve_family(
@@ -130,11 +252,7 @@ impl<E: Effects> PodHooks<E> {
         let allocatable = pool.allocatable(reserved);
         // Addresses lost to another writer whose claim the cache has not seen yet.
         let mut taken: Vec<IpAddr> = Vec::new();
-        let owner = who.facts.owner.as_ref().map(|o| ClaimOwner {
-            kind: o.kind.clone(),
-            name: o.name.clone(),
-            uid: o.uid.clone(),
-        });
+        let owner = claim_owner(who);
         for attempt in 0..self.options.attempts_per_pool {
             let seed = attempt_seed(who.request_uid, &pool.name, attempt);
             let Some(address) = self.cache.pick(&pool.name, &allocatable, seed, &taken) else {
@@ -181,4 +299,48 @@ impl<E: Effects> PodHooks<E> {
             }
         }
     }
+}
+
+fn claim_owner(who: &Claimant<'_>) -> Option<ClaimOwner> {
+    who.facts.owner.as_ref().map(|o| ClaimOwner {
+        kind: o.kind.clone(),
+        name: o.name.clone(),
+        uid: o.uid.clone(),
+    })
+}
+
+/// Who holds a claim, for a refusal.
+fn holder(claim: &aipam_crds::SpiderIPClaim) -> String {
+    let s = &claim.spec;
+    let name = claim.metadata.name.as_deref().unwrap_or_default();
+    match &s.pod_name {
+        Some(p) => format!("Pod {}/{p} (SpiderIPClaim {name})", s.namespace),
+        None => format!(
+            "a Pod of namespace {} (SpiderIPClaim {name}, reservation {})",
+            s.namespace, s.reservation
+        ),
+    }
+}
+
+/// The addresses the Pod asks for, by interface name (the plain form goes to its first
+/// interface).
+fn chosen_for(who: &Claimant<'_>, selection: &Selection) -> Result<ChosenAddresses, Refused> {
+    let ordinal = who
+        .facts
+        .owner
+        .as_ref()
+        .filter(|o| o.kind == "StatefulSet")
+        .and(who.screened.name.as_deref())
+        .and_then(stateful_ordinal);
+    let mut chosen = chosen_addresses(&who.screened.annotations, ordinal)
+        .map_err(|e| Refused::bad_annotation(&e))?;
+    if let Some(first) = chosen.remove(FIRST_INTERFACE) {
+        let name = selection
+            .interfaces
+            .first()
+            .map(|i| i.interface.clone())
+            .unwrap_or_else(|| "eth0".to_string());
+        chosen.entry(name).or_default().extend(first);
+    }
+    Ok(chosen)
 }
