@@ -282,6 +282,10 @@ pub fn validate(docs: &[Document]) -> Report {
                         }
                         Err(e) => f.errors.push(e.to_string()),
                     }
+                    // The by-ordinal list is checked as the first ordinal's Pod reads it.
+                    if let Err(e) = aipam_core::annotations::chosen_addresses(&annos, Some(0)) {
+                        f.errors.push(e.to_string());
+                    }
                     references.push((findings.len(), referenced_pools(&annos)));
                 }
                 None => {
@@ -410,6 +414,22 @@ spec:
             r.findings[0].errors[0].starts_with("annotation ipam.spidernet.io/ippool:"),
             "{:?}",
             r.findings[0].errors
+        );
+    }
+
+    #[test]
+    fn a_malformed_chosen_address_is_invalid() {
+        let r = run(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: x, annotations: {aipam.io/ip-address: "10.0.0.1,10.0.0.2"}}
+spec: {containers: [{name: c, image: i}]}
+"#);
+        assert_eq!(r.invalid(), 1);
+        assert!(
+            r.findings[0].errors[0].contains("2 IPv4 addresses are given"),
+            "{:?}",
+            r.findings[0]
         );
     }
 
