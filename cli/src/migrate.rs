@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use aipam_core::reservation::ANNO_RESERVATION;
 use aipam_crds::{ClaimOwner, SpiderEndpoint, SpiderIPClaim, SpiderIPPool};
-use aipam_rules::migrate::{plan_migration, Inconsistent, Migration, SpiderState};
+use aipam_rules::migrate::{namespaced_name, plan_migration, Inconsistent, Migration, SpiderState};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -150,12 +150,7 @@ async fn owners(
     let with_endpoint: std::collections::BTreeSet<(&str, &str)> = snap
         .endpoints
         .iter()
-        .filter_map(|e| {
-            Some((
-                e.metadata.namespace.as_deref()?,
-                e.metadata.name.as_deref()?,
-            ))
-        })
+        .filter_map(|e| namespaced_name(&e.metadata))
         .collect();
     let mut out = BTreeMap::new();
     for pod in &snap.pods {

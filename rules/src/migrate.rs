@@ -25,6 +25,7 @@ use aipam_core::reservation::{
 use aipam_crds::record::{claim_for, ClaimTarget};
 use aipam_crds::{ClaimOwner, SpiderEndpoint, SpiderIPClaim, SpiderIPPool};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 /// The finalizer Spiderpool puts on its pools and SpiderEndpoints. On pools it is also ours; on
@@ -169,15 +170,7 @@ pub fn plan_migration(state: SpiderState<'_>) -> Result<Migration, Inconsistent>
     let pods: BTreeMap<(&str, &str), &Pod> = state
         .pods
         .iter()
-        .filter_map(|p| {
-            Some((
-                (
-                    p.metadata.namespace.as_deref()?,
-                    p.metadata.name.as_deref()?,
-                ),
-                p,
-            ))
-        })
+        .filter_map(|p| Some((namespaced_name(&p.metadata)?, p)))
         .collect();
     let pool_names: BTreeSet<&str> = state
         .pools
@@ -254,15 +247,7 @@ pub fn plan_migration(state: SpiderState<'_>) -> Result<Migration, Inconsistent>
     let endpoints: BTreeMap<(&str, &str), &SpiderEndpoint> = state
         .endpoints
         .iter()
-        .filter_map(|e| {
-            Some((
-                (
-                    e.metadata.namespace.as_deref()?,
-                    e.metadata.name.as_deref()?,
-                ),
-                e,
-            ))
-        })
+        .filter_map(|e| Some((namespaced_name(&e.metadata)?, e)))
         .collect();
     let claims: BTreeMap<&str, &SpiderIPClaim> = state
         .claims
@@ -574,6 +559,11 @@ fn pod_reservation(
 /// the same claims.
 pub fn migration_reservation_id(pod_uid: &str) -> String {
     reservation_id(&format!("spiderpool-migration/{pod_uid}"))
+}
+
+/// An object's (namespace, name), when it has both.
+pub fn namespaced_name(meta: &ObjectMeta) -> Option<(&str, &str)> {
+    Some((meta.namespace.as_deref()?, meta.name.as_deref()?))
 }
 
 fn is_terminal(pod: &Pod) -> bool {

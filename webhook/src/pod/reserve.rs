@@ -14,7 +14,7 @@ use aipam_core::reservation::{Reservation, ReservedAddress, ReservedInterface};
 use aipam_core::reserve::{FamilyReservation, PoolMiss};
 use aipam_core::select::{FamilySelection, Selection};
 use aipam_crds::record::{claim_for, ClaimTarget};
-use aipam_crds::ClaimOwner;
+use aipam_crds::{ClaimOwner, SpiderIPClaim};
 use tracing::{debug, info, warn};
 
 use super::plan::{take_over, Facts, Screened};
@@ -155,20 +155,7 @@ impl<E: Effects> PodHooks<E> {
                     &holder(&held.object),
                 ));
             }
-            let claim = claim_for(
-                &ReservedAddress {
-                    pool: pool.name.clone(),
-                    address,
-                },
-                &ClaimTarget {
-                    namespace: &who.screened.namespace,
-                    pod_name: who.screened.name.as_deref(),
-                    interface,
-                    reservation: who.id,
-                    owner: claim_owner(who),
-                    provisional: false,
-                },
-            );
+            let claim = claim_of(who, &pool.name, address, interface, false);
             return match self
                 .effects
                 .create_claim(&claim)
@@ -252,26 +239,12 @@ impl<E: Effects> PodHooks<E> {
         let allocatable = pool.allocatable(reserved);
         // Addresses lost to another writer whose claim the cache has not seen yet.
         let mut taken: Vec<IpAddr> = Vec::new();
-        let owner = claim_owner(who);
         for attempt in 0..self.options.attempts_per_pool {
             let seed = attempt_seed(who.request_uid, &pool.name, attempt);
             let Some(address) = self.cache.pick(&pool.name, &allocatable, seed, &taken) else {
                 return Ok(Err(PoolMiss::Full));
             };
-            let claim = claim_for(
-                &ReservedAddress {
-                    pool: pool.name.clone(),
-                    address,
-                },
-                &ClaimTarget {
-                    namespace: &who.screened.namespace,
-                    pod_name: who.screened.name.as_deref(),
-                    interface,
-                    reservation: who.id,
-                    owner: owner.clone(),
-                    provisional,
-                },
-            );
+            let claim = claim_of(who, &pool.name, address, interface, provisional);
             let name = claim.metadata.name.clone().unwrap_or_default();
             match self.effects.create_claim(&claim).await? {
                 ClaimCreated::Created { uid } => {
@@ -301,16 +274,37 @@ impl<E: Effects> PodHooks<E> {
     }
 }
 
-fn claim_owner(who: &Claimant<'_>) -> Option<ClaimOwner> {
-    who.facts.owner.as_ref().map(|o| ClaimOwner {
+/// The claim on `address` of `pool` for one interface of this admission's Pod.
+fn claim_of(
+    who: &Claimant<'_>,
+    pool: &str,
+    address: IpAddr,
+    interface: &str,
+    provisional: bool,
+) -> SpiderIPClaim {
+    let owner = who.facts.owner.as_ref().map(|o| ClaimOwner {
         kind: o.kind.clone(),
         name: o.name.clone(),
         uid: o.uid.clone(),
-    })
+    });
+    claim_for(
+        &ReservedAddress {
+            pool: pool.to_string(),
+            address,
+        },
+        &ClaimTarget {
+            namespace: &who.screened.namespace,
+            pod_name: who.screened.name.as_deref(),
+            interface,
+            reservation: who.id,
+            owner,
+            provisional,
+        },
+    )
 }
 
 /// Who holds a claim, for a refusal.
-fn holder(claim: &aipam_crds::SpiderIPClaim) -> String {
+fn holder(claim: &SpiderIPClaim) -> String {
     let s = &claim.spec;
     let name = claim.metadata.name.as_deref().unwrap_or_default();
     match &s.pod_name {
