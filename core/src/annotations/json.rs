@@ -167,7 +167,16 @@ pub(super) fn family(
             ));
             None
         }
-        (Some(o), None) => name_list(obj, o, what, check, warn)?,
+        (Some(o), None) => {
+            let old_v = name_list(obj, o, what, check, warn)?;
+            if old_v.is_some() {
+                warn.push(format!(
+                    "`{o}` is an older Spiderpool spelling, which Spiderpool 1.x ignores; read \
+                     as `{current}` here, rename it"
+                ));
+            }
+            old_v
+        }
         _ => None,
     };
     Ok(new_v.or(old_v).unwrap_or_default())

@@ -53,7 +53,13 @@ pub fn namespace_defaults(
     let mut read = |new: &str, old: &str| -> Result<Option<Vec<String>>, AnnotationError> {
         let found = match (annotations.get(new), annotations.get(old)) {
             (Some(v), _) => Some(parse_pool_list_noting(new, v, &mut warnings)?),
-            (None, Some(v)) => Some(parse_pool_list_noting(old, v, &mut warnings)?),
+            (None, Some(v)) => {
+                warnings.push(format!(
+                    "annotation {old} is an older Spiderpool spelling, which Spiderpool 1.x \
+                     ignores; read here, rename it to {new}"
+                ));
+                Some(parse_pool_list_noting(old, v, &mut warnings)?)
+            }
             (None, None) => None,
         };
         Ok(found.filter(|l| !l.is_empty()))
@@ -109,7 +115,9 @@ mod tests {
             Ok(NamespaceDefaults {
                 ipv4: Some(strs(&["new4"])),
                 ipv6: Some(strs(&["old6"])),
-                warnings: vec![],
+                warnings: vec![
+                    "annotation ipam.spidernet.io/defaultv6ippool is an older Spiderpool spelling, which Spiderpool 1.x ignores; read here, rename it to ipam.spidernet.io/default-ipv6-ippool".to_string()
+                ],
             })
         );
         assert_eq!(

@@ -91,7 +91,14 @@ fn pool_request_from_object(
                 Some(c)
             }
             (Some(c), None) => Some(c),
-            (None, Some(d)) => Some(!d),
+            (None, Some(_)) => {
+                warn.push(
+                    "`defaultRoute` is ignored, as Spiderpool 1.x ignores it (the interface's \
+                     default route is decided as without it); write `cleangateway`"
+                        .to_string(),
+                );
+                None
+            }
             (None, None) => None,
         }
     } else {

@@ -142,12 +142,14 @@ fn ippools_good() {
                 pr(Some("net1"), &["c"], &[], Some(false)),
             ],
         ),
+        // The older spellings: `ipv4pools` is read; `defaultRoute` is ignored, as in
+        // Spiderpool 1.x (both with warnings).
         (
             r#"[{"interface":"eth0","ipv4pools":["a"],"defaultRoute":true},
                     {"interface":"eth1","ipv6pools":["b"],"defaultRoute":false}]"#,
             vec![
-                pr(Some("eth0"), &["a"], &[], Some(false)),
-                pr(Some("eth1"), &[], &["b"], Some(true)),
+                pr(Some("eth0"), &["a"], &[], None),
+                pr(Some("eth1"), &[], &["b"], None),
             ],
         ),
         (
