@@ -93,9 +93,13 @@ async fn read_config(client: &kube::Client, ns: &str) -> anyhow::Result<IpamConf
     };
     match found {
         None => Ok(IpamConfig::default()),
-        Some(cm) => Ok(IpamConfig::from_configmap_data(
-            &cm.data.unwrap_or_else(BTreeMap::new),
-        )?),
+        Some(cm) => {
+            let read = IpamConfig::read(&cm.data.unwrap_or_else(BTreeMap::new))?;
+            for w in &read.warnings {
+                tracing::warn!(configmap = CONFIGMAP_NAME, "{w}");
+            }
+            Ok(read.config)
+        }
     }
 }
 
