@@ -51,6 +51,9 @@ const KEYS: &[(&str, Type)] = &[
     (REDUNDANT, Type::Int),
     ("enableValidatingResourcesDeletedWebhook", Type::Bool),
     ("reservationGraceSeconds", Type::Int),
+    ("enableGCStatelessTerminatingPodOnReadyNode", Type::Bool),
+    ("enableGCStatelessTerminatingPodOnNotReadyNode", Type::Bool),
+    ("gcAdditionalGraceDelay", Type::Int),
 ];
 
 fn key_type(key: &str) -> Option<Type> {
@@ -97,6 +100,23 @@ pub struct IpamConfig {
     /// Ours: seconds a reservation may wait for its Pod to appear before it is collected.
     /// Must exceed the webhook timeout (at most 30 s in Kubernetes).
     pub reservation_grace_seconds: u64,
+    /// Release the addresses of a stateless Pod stuck Terminating (past its deletion grace
+    /// period and [`IpamConfig::gc_additional_grace_delay`]) on a Ready node. Spiderpool has it
+    /// as its controller's `SPIDERPOOL_GC_STATELESS_TERMINATING_POD_ON_READY_NODE_ENABLED`
+    /// (Helm `ipam.gc.statelessPod.zombieOnReadyNode`, default true); the operator's flag of
+    /// that env name overrides this key.
+    #[serde(rename = "enableGCStatelessTerminatingPodOnReadyNode")]
+    pub enable_gc_stateless_terminating_pod_on_ready_node: bool,
+    /// The same on a node that is not Ready (or is gone): Spiderpool's
+    /// `SPIDERPOOL_GC_STATELESS_TERMINATING_POD_ON_NOT_READY_NODE_ENABLED` (Helm
+    /// `ipam.gc.statelessPod.zombieOnNotReadyNode`, default true).
+    #[serde(rename = "enableGCStatelessTerminatingPodOnNotReadyNode")]
+    pub enable_gc_stateless_terminating_pod_on_not_ready_node: bool,
+    /// Seconds waited beyond a Terminating Pod's grace period before its addresses are
+    /// released: Spiderpool's `SPIDERPOOL_GC_ADDITIONAL_GRACE_DELAY` (Helm
+    /// `ipam.gc.gcDeletingTimeOutPodDelay`, default 0).
+    #[serde(rename = "gcAdditionalGraceDelay")]
+    pub gc_additional_grace_delay: u64,
 }
 
 impl Default for IpamConfig {
@@ -113,6 +133,9 @@ impl Default for IpamConfig {
             cluster_subnet_default_flexible_ip_number: 1,
             enable_validating_resources_deleted_webhook: false,
             reservation_grace_seconds: 120,
+            enable_gc_stateless_terminating_pod_on_ready_node: true,
+            enable_gc_stateless_terminating_pod_on_not_ready_node: true,
+            gc_additional_grace_delay: 0,
         }
     }
 }
