@@ -10,7 +10,7 @@ use aipam_crds::SpiderIPClaim;
 use aipam_rules::claims::{holder, judge_claim, ClaimVerdict, Why};
 use aipam_rules::endpoints::{judge_endpoint, EndpointVerdict};
 use aipam_rules::world::{PodView, Rules, World};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 use crate::cluster::Snapshot;
@@ -124,12 +124,7 @@ pub struct Status {
 
 /// The collector's rules as the operator derives them from `spiderpool-conf`.
 pub fn rules(config: &IpamConfig) -> Rules {
-    Rules {
-        grace: SignedDuration::from_secs(
-            i64::try_from(config.reservation_grace_seconds).unwrap_or(i64::MAX),
-        ),
-        stateful_set: config.enable_stateful_set,
-    }
+    Rules::from_config(config)
 }
 
 /// The world the collector judges, from a snapshot. Pods seen deleted are unknown to a
@@ -147,7 +142,7 @@ fn why_words(why: Why) -> &'static str {
         Why::NeverAppeared => "no Pod ever carried this reservation within the grace period",
         Why::PodGone => "its Pod is gone",
         Why::PodTerminal => "its Pod has Succeeded or Failed",
-        Why::StuckTerminating => "its Pod is stuck Terminating on a node that is not Ready",
+        Why::StuckTerminating => "its stateless Pod is stuck Terminating past its grace period",
         Why::ZoneAlternative => "a zone alternative its Pod did not need once its node was known",
         Why::StatefulSetScaledDown => "its StatefulSet no longer wants that ordinal",
         Why::StatefulSetGone => "its StatefulSet is gone",

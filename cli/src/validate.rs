@@ -260,8 +260,10 @@ pub fn validate(docs: &[Document]) -> Report {
                 references.push((findings.len(), referenced_pools(&annos)));
             }
             ("v1", "ConfigMap") if f.name == CONFIGMAP_NAME => {
-                match IpamConfig::from_configmap_data(&string_map(doc.value.get("data"))) {
-                    Ok(c) => {
+                match IpamConfig::read(&string_map(doc.value.get("data"))) {
+                    Ok(r) => {
+                        f.warnings.extend(r.warnings);
+                        let c = r.config;
                         f.summary = format!(
                             "IPv4 {}, IPv6 {}, cluster default pools {:?} / {:?}",
                             if c.enable_ipv4 { "on" } else { "off" },
@@ -395,6 +397,26 @@ spec: {ipVersion: IPv4, subnet: 172.18.0.0/16}
         assert!(
             r.findings[0].errors[0].contains("write apiVersion spiderpool.spidernet.io/v2beta1")
         );
+    }
+
+    #[test]
+    fn spiderpool_conf_warnings_are_reported_without_failing() {
+        let r = run(r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: spiderpool-conf, namespace: kube-system}
+data:
+  clusterNetwork: "{ not: yaml"
+  conf.yml: |
+    enableIPv4: yes
+    enableKubevirtStaticIP: true
+"#);
+        assert_eq!(r.invalid(), 0, "{:?}", r.findings);
+        let w = &r.findings[0].warnings;
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("enableIPv4: \"yes\" read as true"), "{w:?}");
+        assert!(w[1].contains("KubeVirt"), "{w:?}");
+        assert!(r.findings[0].summary.starts_with("IPv4 on"));
     }
 
     #[test]

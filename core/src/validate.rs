@@ -930,7 +930,7 @@ impl Catalog {
 }
 
 /// A short form of a set for messages: the first few ranges and how many more.
-fn abbreviate(set: &IpSet) -> String {
+pub fn abbreviate(set: &IpSet) -> String {
     const SHOWN: usize = 4;
     let parts: Vec<String> = set.ranges().take(SHOWN).map(|r| r.to_string()).collect();
     let more = set.range_count().saturating_sub(SHOWN);

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aipam_core::annotations::{pod_ipam_annotations, IpNumber, SubnetRequest};
+use aipam_core::annotations::{pod_ipam_annotations, SubnetRequest};
 use aipam_core::config::IpamConfig;
 use aipam_core::model::Pool;
 use aipam_core::ranges::{IpFamily, IpSet};
@@ -87,10 +87,10 @@ pub struct Want {
     pub reclaim: bool,
 }
 
-/// The auto-pools an application needs (none without the annotations, or with the feature
-/// off). Errors name the annotation at fault.
+/// The auto-pools an application needs (none without the annotations, or with the feature or
+/// `enableAutoPoolForApplication` off). Errors name the annotation at fault.
 pub fn wants(app: &App, cfg: &IpamConfig) -> Result<Vec<Want>, String> {
-    if !cfg.enable_spider_subnet {
+    if !cfg.enable_spider_subnet || !cfg.enable_auto_pool_for_application {
         return Ok(Vec::new());
     }
     let annos = pod_ipam_annotations(&app.annotations).map_err(|e| e.to_string())?;
@@ -99,10 +99,10 @@ pub fn wants(app: &App, cfg: &IpamConfig) -> Result<Vec<Want>, String> {
         (None, Some(one)) => vec![one.clone()],
         (None, None) => return Ok(Vec::new()),
     };
-    let number = annos.ip_number.unwrap_or(IpNumber::Flexible(
-        cfg.cluster_subnet_default_flexible_ip_number,
-    ));
-    let desired = number.desired(app.replicas);
+    let desired = match annos.ip_number {
+        Some(number) => number.desired(app.replicas),
+        None => cfg.default_auto_pool_size(app.replicas),
+    };
     let mut out = Vec::new();
     for req in reqs {
         let iface = req.interface.clone().unwrap_or_else(|| "eth0".to_string());
@@ -542,8 +542,20 @@ mod tests {
             4,
         );
         assert_eq!(wants(&a, &cfg()).unwrap()[0].desired, 6);
-        // Feature off, or no annotation: nothing.
+        // A negative cluster default shrinks the pool below the replicas, as in Spiderpool.
+        let plain = app(&[("ipam.spidernet.io/subnet", r#"{"ipv4":["s9"]}"#)], 4);
+        let fewer = IpamConfig {
+            cluster_subnet_default_flexible_ip_number: -1,
+            ..cfg()
+        };
+        assert_eq!(wants(&plain, &fewer).unwrap()[0].desired, 3);
+        // Feature off, auto-pools off, or no annotation: nothing.
         assert!(wants(&a, &IpamConfig::default()).unwrap().is_empty());
+        let off = IpamConfig {
+            enable_auto_pool_for_application: false,
+            ..cfg()
+        };
+        assert!(wants(&a, &off).unwrap().is_empty());
         assert!(wants(&app(&[], 3), &cfg()).unwrap().is_empty());
         assert!(wants(&app(&[("ipam.spidernet.io/subnet", "{")], 3), &cfg()).is_err());
     }

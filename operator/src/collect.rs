@@ -165,6 +165,7 @@ pub async fn scan_with(
                         tracing::info!(claim = %name, reservation = %c.spec.reservation,
                             why = why.label(), "claim deleted");
                         report.deleted.push((name.clone(), why));
+                        ctx.metrics.gc(true);
                         if why.is_release() {
                             ctx.metrics.release(why.label());
                         } else {
@@ -176,6 +177,7 @@ pub async fn scan_with(
                     Ok(Deleted::AlreadyGone | Deleted::Changed) => {}
                     Err(e) => {
                         ctx.metrics.error(NAME, e.kind());
+                        ctx.metrics.gc(false);
                         first_error.get_or_insert(e);
                     }
                 }

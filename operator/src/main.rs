@@ -55,6 +55,55 @@ struct Args {
     /// Overrides reservationGraceSeconds of spiderpool-conf.
     #[arg(long)]
     reservation_grace_seconds: Option<u64>,
+    /// Release the addresses of stateless Pods stuck Terminating on a Ready node (`true` or
+    /// `false`, as Go's strconv.ParseBool reads them). Overrides
+    /// enableGCStatelessTerminatingPodOnReadyNode of spiderpool-conf (default true); the env
+    /// name is Spiderpool's controller's.
+    #[arg(
+        long,
+        env = "SPIDERPOOL_GC_STATELESS_TERMINATING_POD_ON_READY_NODE_ENABLED",
+        value_parser = parse_go_bool
+    )]
+    gc_stateless_terminating_pod_on_ready_node: Option<bool>,
+    /// The same on a node that is not Ready or is gone. Overrides
+    /// enableGCStatelessTerminatingPodOnNotReadyNode of spiderpool-conf (default true).
+    #[arg(
+        long,
+        env = "SPIDERPOOL_GC_STATELESS_TERMINATING_POD_ON_NOT_READY_NODE_ENABLED",
+        value_parser = parse_go_bool
+    )]
+    gc_stateless_terminating_pod_on_not_ready_node: Option<bool>,
+    /// Seconds waited beyond a Terminating Pod's grace period before that release. Overrides
+    /// gcAdditionalGraceDelay of spiderpool-conf (default 0).
+    #[arg(long, env = "SPIDERPOOL_GC_ADDITIONAL_GRACE_DELAY")]
+    gc_additional_grace_delay: Option<u64>,
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it (Spiderpool reads its env vars so).
+fn parse_go_bool(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => Err(format!("{other:?}: expected true or false")),
+    }
+}
+
+/// The collector's rules: spiderpool-conf, then the flags (or their Spiderpool env vars).
+fn rules_of(config: &IpamConfig, args: &Args) -> Rules {
+    let mut rules = Rules::from_config(config);
+    if let Some(g) = args.reservation_grace_seconds {
+        rules.grace = SignedDuration::from_secs(i64::try_from(g).unwrap_or(i64::MAX));
+    }
+    if let Some(on) = args.gc_stateless_terminating_pod_on_ready_node {
+        rules.gc_terminating_on_ready_node = on;
+    }
+    if let Some(on) = args.gc_stateless_terminating_pod_on_not_ready_node {
+        rules.gc_terminating_on_not_ready_node = on;
+    }
+    if let Some(d) = args.gc_additional_grace_delay {
+        rules.gc_additional_grace = SignedDuration::from_secs(i64::try_from(d).unwrap_or(i64::MAX));
+    }
+    rules
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -93,9 +142,13 @@ async fn read_config(client: &kube::Client, ns: &str) -> anyhow::Result<IpamConf
     };
     match found {
         None => Ok(IpamConfig::default()),
-        Some(cm) => Ok(IpamConfig::from_configmap_data(
-            &cm.data.unwrap_or_else(BTreeMap::new),
-        )?),
+        Some(cm) => {
+            let read = IpamConfig::read(&cm.data.unwrap_or_else(BTreeMap::new))?;
+            for w in &read.warnings {
+                tracing::warn!(configmap = CONFIGMAP_NAME, "{w}");
+            }
+            Ok(read.config)
+        }
     }
 }
 
@@ -127,14 +180,8 @@ async fn main() -> anyhow::Result<()> {
     let config = read_config(&client, &cfg_ns)
         .await
         .with_context(|| format!("reading ConfigMap {cfg_ns}/{CONFIGMAP_NAME}"))?;
-    let grace = args
-        .reservation_grace_seconds
-        .unwrap_or(config.reservation_grace_seconds);
     let settings = Settings {
-        rules: Rules {
-            grace: SignedDuration::from_secs(i64::try_from(grace).unwrap_or(i64::MAX)),
-            stateful_set: config.enable_stateful_set,
-        },
+        rules: rules_of(&config, &args),
         gc_interval: args.gc_interval,
         status_interval: Duration::from_millis(args.status_interval_ms),
         ipam: config.clone(),
@@ -230,5 +277,64 @@ mod tests {
         assert_eq!(a.gc_interval, Duration::from_secs(60));
         assert!(a.no_leader_elect);
         assert_eq!(a.lease_name, "aipam-operator");
+    }
+
+    #[test]
+    fn gc_switches_come_from_spiderpool_conf_then_spiderpools_env_names() {
+        use clap::CommandFactory;
+        // The env vars are Spiderpool's controller's.
+        let cmd = Args::command();
+        let env_of = |id: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned())
+        };
+        assert_eq!(
+            env_of("gc_stateless_terminating_pod_on_ready_node").as_deref(),
+            Some("SPIDERPOOL_GC_STATELESS_TERMINATING_POD_ON_READY_NODE_ENABLED")
+        );
+        assert_eq!(
+            env_of("gc_stateless_terminating_pod_on_not_ready_node").as_deref(),
+            Some("SPIDERPOOL_GC_STATELESS_TERMINATING_POD_ON_NOT_READY_NODE_ENABLED")
+        );
+        assert_eq!(
+            env_of("gc_additional_grace_delay").as_deref(),
+            Some("SPIDERPOOL_GC_ADDITIONAL_GRACE_DELAY")
+        );
+        // Nothing given: Spiderpool's defaults.
+        let none = Args::try_parse_from(["aipam-operator"]).unwrap();
+        let r = rules_of(&IpamConfig::default(), &none);
+        assert!(r.gc_terminating_on_ready_node && r.gc_terminating_on_not_ready_node);
+        assert_eq!(r.gc_additional_grace, SignedDuration::ZERO);
+        // spiderpool-conf, then the flags over it.
+        let conf = IpamConfig {
+            enable_gc_stateless_terminating_pod_on_ready_node: false,
+            gc_additional_grace_delay: 9,
+            ..IpamConfig::default()
+        };
+        let r = rules_of(&conf, &none);
+        assert!(!r.gc_terminating_on_ready_node);
+        assert_eq!(r.gc_additional_grace, SignedDuration::from_secs(9));
+        let flags = Args::try_parse_from([
+            "aipam-operator",
+            "--gc-stateless-terminating-pod-on-ready-node=T",
+            "--gc-stateless-terminating-pod-on-not-ready-node=0",
+            "--gc-additional-grace-delay=3",
+            "--reservation-grace-seconds=60",
+        ])
+        .unwrap();
+        let r = rules_of(&conf, &flags);
+        assert!(r.gc_terminating_on_ready_node && !r.gc_terminating_on_not_ready_node);
+        assert_eq!(r.gc_additional_grace, SignedDuration::from_secs(3));
+        assert_eq!(r.grace, SignedDuration::from_secs(60));
+        let bad = Args::try_parse_from([
+            "aipam-operator",
+            "--gc-stateless-terminating-pod-on-ready-node=yes",
+        ]);
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("expected true or false"));
     }
 }

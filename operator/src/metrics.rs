@@ -58,7 +58,85 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Status writes made to pools.
     pub status_writes: Counter,
+    /// The series Spiderpool's controller exports, under its names, where aipam measures the
+    /// same thing (`docs/reference.md`, Metrics).
+    pub spiderpool: SpiderpoolMetrics,
     ready: Arc<AtomicBool>,
+}
+
+/// Spiderpool's controller series (its `docs/reference/metrics.md`), unprefixed. Counters gain
+/// `_total` on the wire, as Spiderpool's OpenTelemetry exporter gives them
+/// (`spiderpool_ip_gc_counts_total`, what its Grafana dashboard queries).
+#[derive(Debug, Clone, Default)]
+pub struct SpiderpoolMetrics {
+    /// `spiderpool_ip_gc_counts`: addresses the garbage collector gave back.
+    pub ip_gc: Counter,
+    /// `spiderpool_ip_gc_failure_counts`: its failed attempts.
+    pub ip_gc_failures: Counter,
+    /// `spiderpool_total_ippool_counts`.
+    pub total_ippools: Gauge,
+    /// `spiderpool_total_subnet_counts`.
+    pub total_subnets: Gauge,
+    /// `spiderpool_debug_ippool_total_ip_counts{SpiderIPPool}`.
+    pub ippool_total_ips: Family<Labels, Gauge>,
+    /// `spiderpool_debug_ippool_available_ip_counts{SpiderIPPool}`.
+    pub ippool_available_ips: Family<Labels, Gauge>,
+    /// `spiderpool_debug_subnet_ippool_counts{SpiderSubnet}`.
+    pub subnet_ippools: Family<Labels, Gauge>,
+    /// `spiderpool_debug_subnet_total_ip_counts{SpiderSubnet}`.
+    pub subnet_total_ips: Family<Labels, Gauge>,
+    /// `spiderpool_debug_subnet_available_ip_counts{SpiderSubnet}`.
+    pub subnet_available_ips: Family<Labels, Gauge>,
+}
+
+impl SpiderpoolMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "spiderpool_ip_gc_counts",
+            "Addresses given back by the garbage collector (Spiderpool's name)",
+            self.ip_gc.clone(),
+        );
+        r.register(
+            "spiderpool_ip_gc_failure_counts",
+            "Failed garbage collections of an address (Spiderpool's name)",
+            self.ip_gc_failures.clone(),
+        );
+        r.register(
+            "spiderpool_total_ippool_counts",
+            "Number of SpiderIPPools (Spiderpool's name)",
+            self.total_ippools.clone(),
+        );
+        r.register(
+            "spiderpool_total_subnet_counts",
+            "Number of SpiderSubnets (Spiderpool's name)",
+            self.total_subnets.clone(),
+        );
+        r.register(
+            "spiderpool_debug_ippool_total_ip_counts",
+            "Addresses a SpiderIPPool can hand out (Spiderpool's name)",
+            self.ippool_total_ips.clone(),
+        );
+        r.register(
+            "spiderpool_debug_ippool_available_ip_counts",
+            "Addresses of a SpiderIPPool not allocated (Spiderpool's name)",
+            self.ippool_available_ips.clone(),
+        );
+        r.register(
+            "spiderpool_debug_subnet_ippool_counts",
+            "SpiderIPPools of a SpiderSubnet's CIDR (Spiderpool's name)",
+            self.subnet_ippools.clone(),
+        );
+        r.register(
+            "spiderpool_debug_subnet_total_ip_counts",
+            "Addresses of a SpiderSubnet (Spiderpool's name)",
+            self.subnet_total_ips.clone(),
+        );
+        r.register(
+            "spiderpool_debug_subnet_available_ip_counts",
+            "Addresses of a SpiderSubnet no SpiderIPPool took (Spiderpool's name)",
+            self.subnet_available_ips.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -70,7 +148,10 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates and registers the metrics.
     pub fn new() -> Metrics {
-        let mut r = Registry::with_prefix("aipam_operator");
+        let mut root = Registry::default();
+        let spiderpool = SpiderpoolMetrics::default();
+        spiderpool.register(&mut root);
+        let r = root.sub_registry_with_prefix("aipam_operator");
         let m = Metrics {
             registry: Arc::new(Registry::default()),
             releases: Family::default(),
@@ -82,6 +163,7 @@ impl Metrics {
             pool_total: Family::default(),
             leader: Gauge::default(),
             status_writes: Counter::default(),
+            spiderpool,
             ready: Arc::new(AtomicBool::new(false)),
         };
         r.register(
@@ -130,7 +212,7 @@ impl Metrics {
             m.status_writes.clone(),
         );
         Metrics {
-            registry: Arc::new(r),
+            registry: Arc::new(root),
             ..m
         }
     }
@@ -175,6 +257,42 @@ impl Metrics {
         let l = labels(&[("pool", pool)]);
         self.pool_allocated.get_or_create(&l).set(allocated);
         self.pool_total.get_or_create(&l).set(total);
+        let sp = labels(&[("SpiderIPPool", pool)]);
+        self.spiderpool
+            .ippool_total_ips
+            .get_or_create(&sp)
+            .set(total);
+        self.spiderpool
+            .ippool_available_ips
+            .get_or_create(&sp)
+            .set(total.saturating_sub(allocated).max(0));
+    }
+
+    /// Sets a subnet's gauges: its pools, the addresses they took, its addresses.
+    pub fn subnet(&self, subnet: &str, pools: i64, allocated: i64, total: i64) {
+        let sp = labels(&[("SpiderSubnet", subnet)]);
+        let s = &self.spiderpool;
+        s.subnet_ippools.get_or_create(&sp).set(pools);
+        s.subnet_total_ips.get_or_create(&sp).set(total);
+        s.subnet_available_ips
+            .get_or_create(&sp)
+            .set(total.saturating_sub(allocated).max(0));
+    }
+
+    /// Sets the number of pools and subnets.
+    pub fn objects(&self, pools: usize, subnets: usize) {
+        let n = |x: usize| i64::try_from(x).unwrap_or(i64::MAX);
+        self.spiderpool.total_ippools.set(n(pools));
+        self.spiderpool.total_subnets.set(n(subnets));
+    }
+
+    /// Counts an address the collector gave back (`ok`) or failed to.
+    pub fn gc(&self, ok: bool) {
+        if ok {
+            self.spiderpool.ip_gc.inc();
+        } else {
+            self.spiderpool.ip_gc_failures.inc();
+        }
     }
 
     /// Marks the operator ready (caches synced, or standing by as a non-leader).
@@ -271,6 +389,10 @@ mod tests {
         m.error("binding", "conflict");
         m.observe("collector", 0.004);
         m.pool("p6", 3, 10);
+        m.subnet("s6", 2, 7, 20);
+        m.objects(4, 1);
+        m.gc(true);
+        m.gc(false);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(m.clone().serve_on(listener));
@@ -286,6 +408,23 @@ mod tests {
         ] {
             assert!(body.contains(want), "{want} missing from {body}");
         }
+        // Every Spiderpool-named series docs/reference.md claims, as Spiderpool exposes it.
+        for want in [
+            "spiderpool_ip_gc_counts_total 1",
+            "spiderpool_ip_gc_failure_counts_total 1",
+            "spiderpool_total_ippool_counts 4",
+            "spiderpool_total_subnet_counts 1",
+            "spiderpool_debug_ippool_total_ip_counts{SpiderIPPool=\"p6\"} 10",
+            "spiderpool_debug_ippool_available_ip_counts{SpiderIPPool=\"p6\"} 7",
+            "spiderpool_debug_subnet_ippool_counts{SpiderSubnet=\"s6\"} 2",
+            "spiderpool_debug_subnet_total_ip_counts{SpiderSubnet=\"s6\"} 20",
+            "spiderpool_debug_subnet_available_ip_counts{SpiderSubnet=\"s6\"} 13",
+            "# TYPE spiderpool_ip_gc_counts counter",
+            "# TYPE spiderpool_total_ippool_counts gauge",
+        ] {
+            assert!(body.contains(want), "{want} missing from {body}");
+        }
+        assert!(!body.contains("aipam_operator_spiderpool"), "{body}");
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
         m.set_ready(true);

@@ -57,6 +57,10 @@ pub async fn flush_status(ctx: &Ctx) -> Result<usize, Error> {
         return Ok(0);
     }
     let mut writes = flush_subnets(ctx).await;
+    ctx.metrics.objects(
+        ctx.stores.pools.state().len(),
+        ctx.stores.subnets.state().len(),
+    );
     let claims = ctx.stores.claims.state();
     let allocated = allocated_per_pool(claims.iter().map(|c| &**c));
     let api: Api<SpiderIPPool> = Api::all(ctx.client.clone());
@@ -123,6 +127,13 @@ pub async fn flush_subnets(ctx: &Ctx) -> usize {
             continue;
         };
         let (alloc, total) = subnet_counts(&subnet, pools.values());
+        let of_subnet = pools.values().filter(|p| p.subnet == subnet.subnet).count();
+        ctx.metrics.subnet(
+            &name,
+            i64::try_from(of_subnet).unwrap_or(i64::MAX),
+            alloc,
+            total,
+        );
         let st = s.status.clone().unwrap_or_default();
         if st.allocated_ip_count == Some(alloc) && st.total_ip_count == Some(total) {
             continue;

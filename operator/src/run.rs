@@ -252,7 +252,8 @@ pub async fn start(client: Client, settings: Settings, metrics: Metrics) -> Runn
     tasks.spawn(async move { collect::run(c).await });
     let c = ctx.clone();
     tasks.spawn(async move { pools::run_status(c).await });
-    if ctx.settings.ipam.enable_spider_subnet {
+    if ctx.settings.ipam.enable_spider_subnet && ctx.settings.ipam.enable_auto_pool_for_application
+    {
         let (deps_r, deps_w) = reflector::store::<Deployment>();
         let (rs_r, rs_w) = reflector::store::<ReplicaSet>();
         let (ds_r, ds_w) = reflector::store::<DaemonSet>();

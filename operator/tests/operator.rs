@@ -102,6 +102,7 @@ fn settings(grace_secs: i64) -> Settings {
         rules: Rules {
             grace: SignedDuration::from_secs(grace_secs),
             stateful_set: true,
+            ..Rules::default()
         },
         gc_interval: Duration::from_millis(300),
         status_interval: Duration::from_millis(100),
@@ -661,6 +662,58 @@ async fn node_deleted_releases_its_stuck_terminating_pods() {
     wait_gone(&c, &r.claim_names()).await;
     check_invariants(&c).await;
     op.stop().await;
+    s.shutdown().await;
+}
+
+/// Spiderpool's SPIDERPOOL_GC_STATELESS_TERMINATING_POD_ON_READY_NODE_ENABLED: on by default,
+/// so a Pod stuck Terminating on a Ready node gives its address back after its grace period;
+/// switched off, it keeps it while it exists.
+#[tokio::test]
+async fn a_pod_stuck_terminating_on_a_ready_node_follows_the_gc_switch() {
+    let (s, c) = server().await;
+    let mut off = settings(120);
+    off.rules.gc_terminating_on_ready_node = false;
+    let op = start(c.clone(), off, Metrics::new()).await;
+    let mut a = admit("held", &[("flat", "10.9.0.13")]);
+    a.node = Some("n6");
+    let (p, r) = admit_pod(&c, &a).await;
+    wait_bound(&c, &p, &r).await;
+    // The node stays Ready; the Pod is deleted gracefully but a finalizer holds it (as a
+    // stuck controller's would).
+    pods_api(&c)
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/hold"]}})),
+        )
+        .await
+        .unwrap();
+    pods_api(&c)
+        .delete("held", &DeleteParams::default().grace_period(1))
+        .await
+        .unwrap();
+    // Well past deletionTimestamp (now + 1 s) + 1 s, several scans later: still held.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for n in r.claim_names() {
+        assert!(
+            claims_api(&c).get_opt(&n).await.unwrap().is_some(),
+            "{n} released"
+        );
+    }
+    op.stop().await;
+    // The default: released.
+    let op = operator(&c, 120).await;
+    wait_gone(&c, &r.claim_names()).await;
+    check_invariants(&c).await;
+    op.stop().await;
+    pods_api(&c)
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
     s.shutdown().await;
 }
 

@@ -21,7 +21,8 @@ pub enum Why {
     PodGone,
     /// The Pod Succeeded or Failed.
     PodTerminal,
-    /// The Pod is stuck Terminating on a node that is not Ready.
+    /// The stateless Pod is stuck Terminating past its grace period (on a node that is not
+    /// Ready, or on a Ready one, as the GC switches of [`Rules`] allow).
     StuckTerminating,
     /// A zone alternative the Pod did not need once its node was known.
     ZoneAlternative,
@@ -126,7 +127,7 @@ pub fn judge_claim(
                 pod_absent: false,
             };
         }
-        if stuck_terminating(pod, world, now) {
+        if stuck_terminating(pod, world, now, rules) {
             return ClaimVerdict::Delete {
                 why: Why::StuckTerminating,
                 pod_absent: false,

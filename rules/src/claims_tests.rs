@@ -3,6 +3,7 @@
 
 use crate::testkit::{mk_claim, mk_pod, record, rules, t, world};
 use crate::world::{Rules, SetState};
+use k8s_openapi::jiff::SignedDuration;
 
 use super::*;
 
@@ -110,9 +111,42 @@ fn stateless_pods_stuck_terminating_on_a_dead_node_are_released_after_their_grac
         judge_claim(&c, &w, t(130), &rules()),
         delete(Why::StuckTerminating, false)
     );
-    // Node Ready: the kubelet will finish the deletion; nothing to do.
+    // Node Ready: released too, as Spiderpool does by default
+    // (SPIDERPOOL_GC_STATELESS_TERMINATING_POD_ON_READY_NODE_ENABLED)...
     w.nodes_ready.insert("n1".to_string(), true);
-    assert_eq!(judge_claim(&c, &w, t(500), &rules()), ClaimVerdict::Keep);
+    assert_eq!(
+        judge_claim(&c, &w, t(130), &rules()),
+        delete(Why::StuckTerminating, false)
+    );
+    // ... unless that switch is off.
+    let ready_off = Rules {
+        gc_terminating_on_ready_node: false,
+        ..rules()
+    };
+    assert_eq!(judge_claim(&c, &w, t(500), &ready_off), ClaimVerdict::Keep);
+    w.nodes_ready.insert("n1".to_string(), false);
+    let not_ready_off = Rules {
+        gc_terminating_on_not_ready_node: false,
+        ..rules()
+    };
+    assert_eq!(
+        judge_claim(&c, &w, t(500), &not_ready_off),
+        ClaimVerdict::Keep
+    );
+    assert_eq!(
+        judge_claim(&c, &w, t(500), &ready_off),
+        delete(Why::StuckTerminating, false)
+    );
+    // The additional grace delay is waited on top.
+    let delayed = Rules {
+        gc_additional_grace: SignedDuration::from_secs(20),
+        ..rules()
+    };
+    assert_eq!(judge_claim(&c, &w, t(149), &delayed), ClaimVerdict::Keep);
+    assert_eq!(
+        judge_claim(&c, &w, t(150), &delayed),
+        delete(Why::StuckTerminating, false)
+    );
     // Node deleted: counts as not Ready.
     w.nodes_ready.clear();
     assert_eq!(

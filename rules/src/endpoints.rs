@@ -42,7 +42,10 @@ pub fn judge_endpoint(
                 .controller
                 .as_ref()
                 .is_some_and(|(k, _)| k == STATEFUL_SET);
-        if pod.uid == uid && !sts && (pod.is_terminal() || stuck_terminating(pod, world, now)) {
+        if pod.uid == uid
+            && !sts
+            && (pod.is_terminal() || stuck_terminating(pod, world, now, rules))
+        {
             return EndpointVerdict::Delete { pod_absent: false };
         }
         return EndpointVerdict::Keep;

@@ -46,3 +46,27 @@ fn endpoints_live_as_long_as_a_pod_of_their_name() {
         EndpointVerdict::Keep
     );
 }
+
+#[test]
+fn a_stuck_terminating_pods_endpoint_follows_the_gc_switches() {
+    let ep = mk_endpoint("ns", "web-1", "u1", t(0));
+    let pod = mk_pod("ns", "web-1", "u1").node("n1").deleting(t(100), 30);
+    let mut w = world(&[&pod]);
+    w.nodes_ready.insert("n1".to_string(), true);
+    assert_eq!(
+        judge_endpoint(&ep, &w, t(129), &rules()),
+        EndpointVerdict::Keep
+    );
+    assert_eq!(
+        judge_endpoint(&ep, &w, t(130), &rules()),
+        EndpointVerdict::Delete { pod_absent: false }
+    );
+    let ready_off = Rules {
+        gc_terminating_on_ready_node: false,
+        ..rules()
+    };
+    assert_eq!(
+        judge_endpoint(&ep, &w, t(999), &ready_off),
+        EndpointVerdict::Keep
+    );
+}

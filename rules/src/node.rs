@@ -1,9 +1,9 @@
-//! Nodes: whether one is Ready, and whether a Pod is stuck Terminating on one that is not.
+//! Nodes: whether one is Ready, and whether a Pod is stuck Terminating.
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::world::{PodView, World};
+use crate::world::{PodView, Rules, World};
 
 /// Whether a node reports Ready=True.
 pub fn node_ready(n: &Node) -> bool {
@@ -13,9 +13,14 @@ pub fn node_ready(n: &Node) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Whether a Pod is stuck Terminating on a node that is not Ready: past its deletionTimestamp
-/// plus its termination grace period.
-pub fn stuck_terminating(pod: &PodView, world: &World, now: Timestamp) -> bool {
+/// Whether a stateless Pod is stuck Terminating and its addresses may be released, as
+/// Spiderpool's collector judges it (`pkg/gcmanager`, `buildPodEntry`): past its
+/// `deletionTimestamp` plus its deletion grace period (`metadata.deletionGracePeriodSeconds`,
+/// else `spec.terminationGracePeriodSeconds`) plus [`Rules::gc_additional_grace`], on a node
+/// that is Ready when [`Rules::gc_terminating_on_ready_node`] is on, or on one that is not Ready
+/// (or gone) when [`Rules::gc_terminating_on_not_ready_node`] is on. The caller leaves
+/// StatefulSet Pods out.
+pub fn stuck_terminating(pod: &PodView, world: &World, now: Timestamp, rules: &Rules) -> bool {
     let Some(since) = pod.deleting_since else {
         return false;
     };
@@ -25,11 +30,21 @@ pub fn stuck_terminating(pod: &PodView, world: &World, now: Timestamp) -> bool {
         .and_then(|n| world.nodes_ready.get(n))
         .copied()
         .unwrap_or(false);
-    if node_ready {
+    let enabled = if node_ready {
+        rules.gc_terminating_on_ready_node
+    } else {
+        rules.gc_terminating_on_not_ready_node
+    };
+    if !enabled {
         return false;
     }
+    let grace = pod
+        .deletion_grace_seconds
+        .unwrap_or(pod.grace_seconds)
+        .max(0);
     let deadline = since
-        .checked_add(SignedDuration::from_secs(pod.grace_seconds.max(0)))
+        .checked_add(SignedDuration::from_secs(grace))
+        .and_then(|t| t.checked_add(rules.gc_additional_grace))
         .unwrap_or(since);
     now >= deadline
 }

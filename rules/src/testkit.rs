@@ -139,6 +139,7 @@ pub(crate) fn rules() -> Rules {
     Rules {
         grace: SignedDuration::from_secs(120),
         stateful_set: true,
+        ..Rules::default()
     }
 }
 

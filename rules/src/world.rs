@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aipam_core::annotations::{parse_routes, Route, ANNO_ROUTES};
+use aipam_core::config::IpamConfig;
 use aipam_core::reservation::{Reservation, ANNO_RESERVATION, LABEL_RESERVATION};
 use aipam_crds::SpiderEndpoint;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -35,6 +36,8 @@ pub struct PodView {
     pub deleting_since: Option<Timestamp>,
     /// `spec.terminationGracePeriodSeconds` (30 when unset).
     pub grace_seconds: i64,
+    /// `metadata.deletionGracePeriodSeconds`, set with the deletionTimestamp.
+    pub deletion_grace_seconds: Option<i64>,
     /// The controller owner reference: (kind, name).
     pub controller: Option<(String, String)>,
     /// `ipam.spidernet.io/routes`, when readable.
@@ -68,6 +71,7 @@ impl PodView {
             grace_seconds: spec
                 .and_then(|s| s.termination_grace_period_seconds)
                 .unwrap_or(30),
+            deletion_grace_seconds: meta.deletion_grace_period_seconds,
             controller,
             routes,
         })
@@ -92,6 +96,15 @@ pub struct Rules {
     pub grace: SignedDuration,
     /// StatefulSet Pods keep their addresses by name.
     pub stateful_set: bool,
+    /// Release the addresses of a stateless Pod stuck Terminating on a Ready node (Spiderpool's
+    /// `SPIDERPOOL_GC_STATELESS_TERMINATING_POD_ON_READY_NODE_ENABLED`, default true).
+    pub gc_terminating_on_ready_node: bool,
+    /// The same on a node that is not Ready or is gone
+    /// (`SPIDERPOOL_GC_STATELESS_TERMINATING_POD_ON_NOT_READY_NODE_ENABLED`, default true).
+    pub gc_terminating_on_not_ready_node: bool,
+    /// Waited beyond a Terminating Pod's grace period before that release
+    /// (`SPIDERPOOL_GC_ADDITIONAL_GRACE_DELAY`, default 0).
+    pub gc_additional_grace: SignedDuration,
 }
 
 impl Default for Rules {
@@ -99,6 +112,24 @@ impl Default for Rules {
         Rules {
             grace: SignedDuration::from_secs(120),
             stateful_set: true,
+            gc_terminating_on_ready_node: true,
+            gc_terminating_on_not_ready_node: true,
+            gc_additional_grace: SignedDuration::ZERO,
+        }
+    }
+}
+
+impl Rules {
+    /// The rules `spiderpool-conf` gives (the operator's flags may override them).
+    pub fn from_config(config: &IpamConfig) -> Rules {
+        let secs = |s: u64| SignedDuration::from_secs(i64::try_from(s).unwrap_or(i64::MAX));
+        Rules {
+            grace: secs(config.reservation_grace_seconds),
+            stateful_set: config.enable_stateful_set,
+            gc_terminating_on_ready_node: config.enable_gc_stateless_terminating_pod_on_ready_node,
+            gc_terminating_on_not_ready_node: config
+                .enable_gc_stateless_terminating_pod_on_not_ready_node,
+            gc_additional_grace: secs(config.gc_additional_grace_delay),
         }
     }
 }

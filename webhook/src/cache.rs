@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-use aipam_core::config::{ConfigError, IpamConfig};
+use aipam_core::config::{ConfigError, IpamConfig, CONFIGMAP_NAME};
 use aipam_core::model::{NamespaceInfo, NodeInfo, Pool};
 use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::usage::{Usage, UsedIndex};
@@ -442,9 +442,18 @@ fn apply_locked(g: &mut Inner, obj: Object) {
             );
         }
         Object::Config(cm) => {
-            g.config = Some(IpamConfig::from_configmap_data(
-                &cm.data.clone().unwrap_or_default(),
-            ));
+            let read = IpamConfig::read(&cm.data.clone().unwrap_or_default());
+            match &read {
+                Ok(r) => {
+                    for w in &r.warnings {
+                        tracing::warn!(configmap = CONFIGMAP_NAME, "{w}");
+                    }
+                }
+                Err(e) => tracing::error!(
+                    "{e}; every Pod is refused until it is fixed (aipamctl validate reads it offline)"
+                ),
+            }
+            g.config = Some(read.map(|r| r.config));
         }
     }
 }

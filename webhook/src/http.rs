@@ -45,7 +45,7 @@ pub enum Hook {
     MutatePool,
     /// `/validate-ippool`: SpiderIPPool CREATE, UPDATE, DELETE.
     ValidatePool,
-    /// `/validate-subnet`: SpiderSubnet CREATE, UPDATE.
+    /// `/validate-subnet`: SpiderSubnet CREATE, UPDATE, DELETE.
     ValidateSubnet,
     /// `/validate-reservedip`: SpiderReservedIP CREATE, UPDATE.
     ValidateReservedIp,
@@ -101,10 +101,10 @@ impl Hook {
         match self {
             Hook::MutatePod | Hook::ValidatePod | Hook::MutatePool => &[Operation::Create],
             Hook::GuardPod => &[Operation::Update],
-            Hook::ValidatePool => &[Operation::Create, Operation::Update, Operation::Delete],
-            Hook::ValidateSubnet | Hook::ValidateReservedIp => {
-                &[Operation::Create, Operation::Update]
+            Hook::ValidatePool | Hook::ValidateSubnet => {
+                &[Operation::Create, Operation::Update, Operation::Delete]
             }
+            Hook::ValidateReservedIp => &[Operation::Create, Operation::Update],
         }
     }
 

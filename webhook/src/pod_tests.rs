@@ -318,6 +318,11 @@ async fn successive_pods_never_share_an_address_and_exhaustion_is_refused() {
         "interface eth0: no IPv4 pool from namespace team-a annotation ipam.spidernet.io/default-ipv4-ippool/ipam.spidernet.io/default-ipv6-ippool can serve this Pod: pool team-a-v4: all 3 addresses are in use"
     );
     assert_eq!(claim_count(&w), 3);
+    // Spiderpool's allocation series: four allocations, one failed.
+    let sp = &w.hooks.metrics.spiderpool;
+    assert_eq!((sp.counts.get(), sp.failures.get()), (4, 1));
+    assert_eq!(sp.internal_errors.get(), 0);
+    assert!(sp.max.get() >= sp.min.get() && sp.latest.get() > 0.0);
 }
 
 #[tokio::test]
@@ -426,6 +431,8 @@ async fn dry_run_selects_and_refuses_but_reserves_nothing() {
         .message
         .ends_with("pool nope: no SpiderIPPool of that name exists"));
     assert_eq!(w.effects.state().create_calls, 0);
+    // Dry runs are not allocations.
+    assert_eq!(w.hooks.metrics.spiderpool.counts.get(), 0);
 }
 
 #[tokio::test]
@@ -723,6 +730,10 @@ async fn already_exists_races_pick_again() {
         resp.result.message
     );
     assert!(w.hooks.metrics.claim_conflicts.get() >= 1);
+    assert_eq!(
+        w.hooks.metrics.spiderpool.conflicts.get(),
+        w.hooks.metrics.claim_conflicts.get()
+    );
 }
 
 #[tokio::test]

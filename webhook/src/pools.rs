@@ -5,12 +5,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aipam_core::config::CONFIGMAP_NAME;
 use aipam_core::model::Pool;
 use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::validate::{
-    validate_pool, validate_pool_delete, validate_pool_in_subnets, validate_pool_overlaps,
-    validate_pool_update, validate_pool_with, validate_reserved_ip, validate_subnet_overlaps,
-    validate_subnet_with, FieldError, Invalid, Mode,
+    abbreviate, validate_pool, validate_pool_delete, validate_pool_in_subnets,
+    validate_pool_overlaps, validate_pool_update, validate_pool_with, validate_reserved_ip,
+    validate_subnet_overlaps, validate_subnet_with, FieldError, Invalid, Mode,
 };
 use aipam_crds::convert::{pool_draft, reserved_ip_draft, subnet_draft};
 use aipam_crds::{SpiderIPPool, SpiderReservedIP, SpiderSubnet};
@@ -26,6 +27,9 @@ use crate::response::{allow, allow_with_warnings, deny};
 
 /// The finalizer the operator removes once a pool's addresses are free (Spiderpool's name).
 pub const POOL_FINALIZER: &str = "spiderpool.spidernet.io";
+
+/// The spiderpool-conf key that makes deleting a pool or subnet in use a refusal.
+const DELETE_KEY: &str = "enableValidatingResourcesDeletedWebhook";
 
 /// The IP version of a CIDR (or address) as written, if it reads as one.
 fn parse_family(subnet: &str) -> Option<i64> {
@@ -268,16 +272,108 @@ impl PoolHooks {
         let Some(pool) = pool_draft(&old).ok().and_then(|d| validate_pool(&d).ok()) else {
             return allow(req);
         };
-        match validate_pool_delete(&pool, &self.in_use(&name)) {
-            Ok(()) => allow(req),
-            Err(e) => invalid(req, &e),
+        let in_use = self.in_use(&name);
+        if in_use.is_empty() {
+            return allow(req);
         }
+        if self.refuse_deletes_in_use() {
+            return match validate_pool_delete(&pool, &in_use) {
+                Ok(()) => allow(req),
+                Err(e) => invalid(req, &e),
+            };
+        }
+        // Spiderpool's default: the deletion goes through and the finalizer holds the pool.
+        let held = old
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|f| f == POOL_FINALIZER));
+        let fate = if held {
+            format!(
+                "it stays Terminating, serving no new Pod, until they are released (finalizer {POOL_FINALIZER}); delete their Pods to release them"
+            )
+        } else {
+            format!(
+                "it has no finalizer {POOL_FINALIZER}, so it goes at once and their SpiderIPClaims stay until their Pods are deleted"
+            )
+        };
+        let warning = format!(
+            "SpiderIPPool {name} still has {} address(es) in use ({}): {fate}. Set {DELETE_KEY}: true in {CONFIGMAP_NAME} to refuse such deletions instead",
+            in_use.len(),
+            abbreviate(&in_use)
+        );
+        allow_with_warnings(req, vec![warning])
     }
 
-    /// `/validate-subnet` (CREATE, UPDATE).
-    pub fn validate_subnet(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
-        if !matches!(req.operation, Operation::Create | Operation::Update) {
+    /// Whether deleting a pool or subnet still in use is refused
+    /// (`enableValidatingResourcesDeletedWebhook`; an unreadable configuration reads as the
+    /// default, false: the finalizer still keeps the addresses safe).
+    fn refuse_deletes_in_use(&self) -> bool {
+        self.cache
+            .config()
+            .is_ok_and(|c| c.enable_validating_resources_deleted_webhook)
+    }
+
+    /// `/validate-subnet` DELETE: refused while the subnet gives addresses to pools
+    /// (`status.allocatedIPCount`, as Spiderpool judges it) when
+    /// `enableValidatingResourcesDeletedWebhook` is true; allowed otherwise.
+    fn validate_subnet_delete(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        if !self.refuse_deletes_in_use() {
             return allow(req);
+        }
+        let Ok(old) = decode::<SpiderSubnet>(req.old_object.as_ref(), "SpiderSubnet") else {
+            return allow(req);
+        };
+        let allocated = old
+            .status
+            .as_ref()
+            .and_then(|s| s.allocated_ip_count)
+            .unwrap_or(0);
+        if allocated <= 0 {
+            return allow(req);
+        }
+        let name = old
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| req.name.clone());
+        let pools: Vec<String> = match validate_subnet_with(&subnet_draft(&old), Mode::Existing) {
+            Ok(s) => self
+                .cache
+                .pools()
+                .into_iter()
+                .filter_map(|e| e.pool.ok())
+                .filter(|p| p.subnet == s.value.subnet)
+                .map(|p| p.name)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let which = if pools.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", pools.join(", "))
+        };
+        invalid(
+            req,
+            &Invalid {
+                kind: "SpiderSubnet",
+                name,
+                errors: vec![FieldError {
+                    field: "metadata.name".to_string(),
+                    message: format!(
+                        "the subnet still gives {allocated} address(es) to its pools{which}; delete or shrink those pools first ({DELETE_KEY} is true in {CONFIGMAP_NAME})"
+                    ),
+                }],
+            },
+        )
+    }
+
+    /// `/validate-subnet` (CREATE, UPDATE, DELETE).
+    pub fn validate_subnet(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        match req.operation {
+            Operation::Create | Operation::Update => {}
+            Operation::Delete => return self.validate_subnet_delete(req),
+            Operation::Connect => return allow(req),
         }
         let new: SpiderSubnet = match decode(req.object.as_ref(), "SpiderSubnet") {
             Ok(s) => s,

@@ -149,9 +149,49 @@ fn update_checks_immutables_and_addresses_in_use_skipping_itself() {
     );
 }
 
+fn set_config(cache: &Cache, data: &str) {
+    load(
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: spiderpool-conf, namespace: aipam-system}}\ndata: {data}\n"),
+        cache,
+        &MemoryEffects::new(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn delete_of_a_pool_in_use_is_allowed_with_a_warning_by_default() {
+    // Spiderpool's default (enableValidatingResourcesDeletedWebhook: false): the finalizer
+    // holds the pool until its addresses are released.
+    let (h, cache) = world();
+    let mut old = serde_json::to_value(&*cache.pool("a").unwrap().object).unwrap();
+    old["metadata"]["finalizers"] = json!(["spiderpool.spidernet.io"]);
+    let resp = h.validate_pool(&req(POOLS, "DELETE", None, Some(&old)));
+    assert!(resp.allowed, "{}", resp.result.message);
+    assert_eq!(
+        resp.warnings,
+        Some(vec![
+            "SpiderIPPool a still has 2 address(es) in use (10.0.0.15-10.0.0.16): it stays Terminating, serving no new Pod, until they are released (finalizer spiderpool.spidernet.io); delete their Pods to release them. Set enableValidatingResourcesDeletedWebhook: true in spiderpool-conf to refuse such deletions instead".to_string()
+        ])
+    );
+    // Without the finalizer the warning says what happens instead.
+    old["metadata"]["finalizers"] = json!([]);
+    let resp = h.validate_pool(&req(POOLS, "DELETE", None, Some(&old)));
+    assert!(resp.allowed);
+    assert!(resp.warnings.unwrap()[0].contains("no finalizer"));
+    // A pool with nothing in use: no warning.
+    cache.claim_deleted("a.10.0.0.15");
+    cache.claim_deleted("a.10.0.0.16");
+    let resp = h.validate_pool(&req(POOLS, "DELETE", None, Some(&old)));
+    assert!(resp.allowed && resp.warnings.is_none());
+}
+
 #[test]
 fn delete_of_a_pool_in_use_is_refused_with_the_count() {
     let (h, cache) = world();
+    set_config(
+        &cache,
+        "{conf.yml: \"enableValidatingResourcesDeletedWebhook: true\\n\"}",
+    );
     let old = serde_json::to_value(&*cache.pool("a").unwrap().object).unwrap();
     let resp = h.validate_pool(&req(POOLS, "DELETE", None, Some(&old)));
     assert!(!resp.allowed);
@@ -165,6 +205,53 @@ fn delete_of_a_pool_in_use_is_refused_with_the_count() {
         h.validate_pool(&req(POOLS, "DELETE", None, Some(&old)))
             .allowed
     );
+}
+
+#[test]
+fn delete_of_a_subnet_giving_addresses_is_refused_only_with_the_key() {
+    let (h, cache) = world();
+    let mut old = json!({"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderSubnet",
+        "metadata": {"name": "s1"},
+        "spec": {"ipVersion": 4, "subnet": "10.0.0.0/24", "ips": ["10.0.0.2-10.0.0.250"], "gateway": "10.0.0.1"}});
+    old["status"] = json!({"allocatedIPCount": 11, "totalIPCount": 248});
+    let r = req(
+        (
+            "spiderpool.spidernet.io",
+            "v2beta1",
+            "spidersubnets",
+            "SpiderSubnet",
+        ),
+        "DELETE",
+        None,
+        Some(&old),
+    );
+    // Spiderpool's default: allowed.
+    let resp = h.validate_subnet(&r);
+    assert!(resp.allowed && resp.warnings.is_none());
+    set_config(
+        &cache,
+        "{enableValidatingResourcesDeletedWebhook: \"true\"}",
+    );
+    let resp = h.validate_subnet(&r);
+    assert!(!resp.allowed);
+    assert_eq!(
+        resp.result.message,
+        "SpiderSubnet s1 is invalid: metadata.name: the subnet still gives 11 address(es) to its pools (a); delete or shrink those pools first (enableValidatingResourcesDeletedWebhook is true in spiderpool-conf)"
+    );
+    // Nothing given out: allowed.
+    old["status"] = json!({"allocatedIPCount": 0});
+    let r = req(
+        (
+            "spiderpool.spidernet.io",
+            "v2beta1",
+            "spidersubnets",
+            "SpiderSubnet",
+        ),
+        "DELETE",
+        None,
+        Some(&old),
+    );
+    assert!(h.validate_subnet(&r).allowed);
 }
 
 #[test]

@@ -221,8 +221,23 @@ async fn ippool_create_update_delete() {
         "SpiderIPPool team-a-v4 is invalid: spec.ips: the change would take away 1 address(es) in use: 10.20.0.11; release them first (delete or move their Pods)"
     );
 
-    // DELETE while in use.
+    // DELETE while in use: allowed by default, as Spiderpool does, with a warning (the
+    // finalizer holds the pool until its addresses are released)...
     let body = fixture_json("ippool-delete.json");
+    let resp = review(&r, "/validate-ippool", &body).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    let warning = resp["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.starts_with("SpiderIPPool team-a-v4 still has 1 address(es) in use (10.20.0.11)"),
+        "{resp}"
+    );
+    // ... and refused with enableValidatingResourcesDeletedWebhook: true.
+    aipam_webhook::testkit::load(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: spiderpool-conf, namespace: aipam-system}\ndata: {enableValidatingResourcesDeletedWebhook: \"true\"}\n",
+        &r.cache,
+        &r.effects,
+    )
+    .unwrap();
     let resp = review(&r, "/validate-ippool", &body).await;
     assert_eq!(resp["allowed"], false);
     assert_eq!(

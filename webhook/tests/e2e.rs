@@ -26,6 +26,13 @@ kind: Namespace
 metadata: {name: aipam-system}
 ---
 apiVersion: v1
+kind: ConfigMap
+metadata: {name: spiderpool-conf, namespace: aipam-system}
+data:
+  conf.yml: |
+    enableValidatingResourcesDeletedWebhook: true
+---
+apiVersion: v1
 kind: Namespace
 metadata:
   name: team-a
@@ -255,7 +262,9 @@ async fn through_the_api_stand_in() {
         before
     );
 
-    // Pools: mutated, validated against the others, deletion refused while in use.
+    // Pools: mutated, validated against the others, deletion refused while in use (the world's
+    // spiderpool-conf sets enableValidatingResourcesDeletedWebhook: true; by default it would
+    // be allowed with a warning and the finalizer would hold the pool).
     let pools: Api<SpiderIPPool> = Api::all(client.clone());
     let p: SpiderIPPool = serde_json::from_value(json!({
         "apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderIPPool",
@@ -285,6 +294,12 @@ async fn through_the_api_stand_in() {
     let cache = wh.cache.clone();
     wait_until("the claim in the cache", || {
         !cache.used("team-a-v4").is_empty()
+    })
+    .await;
+    wait_until("spiderpool-conf in the cache", || {
+        cache
+            .config()
+            .is_ok_and(|c| c.enable_validating_resources_deleted_webhook)
     })
     .await;
     let err = pools

@@ -349,6 +349,12 @@ pub enum Problem {
         /// The interface.
         interface: String,
     },
+    /// The SpiderSubnet annotation is used while auto-pools are off
+    /// (`enableAutoPoolForApplication: false`).
+    AutoPoolsOff {
+        /// The annotation key.
+        key: &'static str,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -392,6 +398,11 @@ impl fmt::Display for Problem {
                 f,
                 "interface {interface}: SpiderSubnet auto-pools are made per application; a Pod without a controller must set {} to a fixed number",
                 annotations::ANNO_IPPOOL_IP_NUMBER
+            ),
+            Problem::AutoPoolsOff { key } => write!(
+                f,
+                "annotation {key} cannot be served: auto-pools are off (enableAutoPoolForApplication: false in spiderpool-conf; Spiderpool refuses these Pods too); remove the annotation and name pools with {}, or set enableAutoPoolForApplication: true",
+                annotations::ANNO_IPPOOL
             ),
         }
     }
@@ -468,6 +479,20 @@ pub fn select(input: &SelectionInput<'_>) -> Result<Selection, Refusal> {
     let mut problems = Vec::new();
 
     let subnet_anno = annos.subnets.is_some() || annos.subnet.is_some();
+    if subnet_anno
+        && input.config.enable_spider_subnet
+        && !input.config.enable_auto_pool_for_application
+    {
+        return Err(Refusal {
+            problems: vec![Problem::AutoPoolsOff {
+                key: if annos.subnets.is_some() {
+                    annotations::ANNO_SUBNETS
+                } else {
+                    annotations::ANNO_SUBNET
+                },
+            }],
+        });
+    }
     if subnet_anno && !input.config.enable_spider_subnet {
         selection.notes.push(format!(
             "annotation {} is ignored: the SpiderSubnet feature is off (enableSpiderSubnet in spiderpool-conf)",
@@ -775,14 +800,13 @@ fn auto_pool_plan(
             interface: iface.name.clone(),
             family,
         })?;
-    let flexible_default =
-        IpNumber::Flexible(input.config.cluster_subnet_default_flexible_ip_number);
     let owner = input.pod.owner.as_ref().filter(|o| o.kind != "Pod");
-    let desired_ips = match (annos.ip_number.unwrap_or(flexible_default), owner) {
-        (IpNumber::Fixed(n), _) => n,
-        (IpNumber::Flexible(extra), Some(o)) => o.replicas.unwrap_or(1).saturating_add(extra),
-        (IpNumber::Flexible(_), None) if annos.ip_number.is_none() => 1,
-        (IpNumber::Flexible(_), None) => {
+    let desired_ips = match (annos.ip_number, owner) {
+        (Some(IpNumber::Fixed(n)), _) => n,
+        (Some(IpNumber::Flexible(extra)), Some(o)) => o.replicas.unwrap_or(1).saturating_add(extra),
+        (None, Some(o)) => input.config.default_auto_pool_size(o.replicas.unwrap_or(1)),
+        (None, None) => 1,
+        (Some(IpNumber::Flexible(_)), None) => {
             return Err(Problem::SubnetNeedsController {
                 interface: iface.name.clone(),
             })

@@ -793,6 +793,61 @@ fn subnet_annotation_plans_the_applications_auto_pool() {
 }
 
 #[test]
+fn a_negative_flexible_default_shrinks_the_auto_pool_as_in_spiderpool() {
+    let mut w = priority_world();
+    w.config.enable_spider_subnet = true;
+    w.config.cluster_subnet_default_flexible_ip_number = -2;
+    let mut pod = mk_pod(
+        "team-a",
+        &[("ipam.spidernet.io/subnet", r#"{"ipv4": ["subnet-6"]}"#)],
+    );
+    pod.owner = Some(Owner {
+        api_version: "apps/v1".to_string(),
+        kind: "Deployment".to_string(),
+        name: "web".to_string(),
+        uid: "0b2a1f3e-1111-2222-3333-4c5d6e7f8a9b".to_string(),
+        replicas: Some(3),
+    });
+    let s = w.select(&pod, &team_a(), None, &[]).unwrap();
+    let plan = s.interfaces[0].families[0].auto_pool.clone().unwrap();
+    assert_eq!(plan.desired_ips, 1);
+    // Never below zero.
+    w.config.cluster_subnet_default_flexible_ip_number = -10;
+    let s = w.select(&pod, &team_a(), None, &[]).unwrap();
+    let plan = s.interfaces[0].families[0].auto_pool.clone().unwrap();
+    assert_eq!(plan.desired_ips, 0);
+}
+
+#[test]
+fn subnet_annotation_is_refused_when_auto_pools_are_off() {
+    let mut w = priority_world();
+    w.config.enable_spider_subnet = true;
+    w.config.enable_auto_pool_for_application = false;
+    let pod = mk_pod(
+        "team-a",
+        &[(
+            "ipam.spidernet.io/subnets",
+            r#"[{"interface": "eth0", "ipv4": ["subnet-6"]}]"#,
+        )],
+    );
+    let err = w.select(&pod, &team_a(), None, &[]).unwrap_err();
+    assert_eq!(
+        err.problems,
+        vec![Problem::AutoPoolsOff {
+            key: "ipam.spidernet.io/subnets"
+        }]
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("enableAutoPoolForApplication: false"),
+        "{text}"
+    );
+    // A Pod without the annotation is served as before.
+    let plain = mk_pod("team-a", &[]);
+    assert!(w.select(&plain, &team_a(), None, &[]).is_ok());
+}
+
+#[test]
 fn master_and_worker_pools_follow_the_node_role() {
     let mut master = mk_pool(
         "master-v4-ippool",

@@ -187,43 +187,55 @@ impl<E: Effects> PodHooks<E> {
             debug!(namespace = %screened.namespace, "no interface of the Pod uses this IPAM");
             return Ok(patch::unserved(with_record));
         };
-        let snap = self.cache.snapshot();
-        let plan = plan::plan(&screened, &facts, &pod, &snap, &self.cache)?;
-        warnings.extend(plan.notes.iter().cloned());
-        if req.dry_run {
-            return Ok(patch::unserved(with_record));
-        }
-        let started = Instant::now();
-        let id = reservation_id(&req.uid);
-        let who = Claimant {
-            screened: &screened,
-            facts: &facts,
-            request_uid: &req.uid,
-            id: &id,
-        };
-        let mut made = Vec::new();
-        let outcome = self
-            .reserve_all(&who, &snap, &plan, &mut made)
-            .await
-            .and_then(|record| {
-                let node_known = screened.node.is_some();
-                patch::record(&pod, &raw, &record, &snap, node_known, with_record)
-                    .map(|p| (record, p))
-            });
-        self.metrics
-            .reservation_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match outcome {
-            Ok((record, patch)) => {
-                info!(namespace = %screened.namespace, pod = ?screened.name, reservation = %id,
-                    addresses = %record, "reserved");
-                Ok(Some(patch))
+        // One allocation, as Spiderpool's agent counts them (not for dry runs).
+        let allocation_started = Instant::now();
+        let result = async {
+            let snap = self.cache.snapshot();
+            let plan = plan::plan(&screened, &facts, &pod, &snap, &self.cache)?;
+            warnings.extend(plan.notes.iter().cloned());
+            if req.dry_run {
+                return Ok(patch::unserved(with_record));
             }
-            Err(e) => {
-                self.roll_back(&made).await;
-                Err(e)
+            let started = Instant::now();
+            let id = reservation_id(&req.uid);
+            let who = Claimant {
+                screened: &screened,
+                facts: &facts,
+                request_uid: &req.uid,
+                id: &id,
+            };
+            let mut made = Vec::new();
+            let outcome = self
+                .reserve_all(&who, &snap, &plan, &mut made)
+                .await
+                .and_then(|record| {
+                    let node_known = screened.node.is_some();
+                    patch::record(&pod, &raw, &record, &snap, node_known, with_record)
+                        .map(|p| (record, p))
+                });
+            self.metrics
+                .reservation_seconds
+                .observe(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok((record, patch)) => {
+                    info!(namespace = %screened.namespace, pod = ?screened.name, reservation = %id,
+                        addresses = %record, "reserved");
+                    Ok(Some(patch))
+                }
+                Err(e) => {
+                    self.roll_back(&made).await;
+                    Err(e)
+                }
             }
         }
+        .await;
+        if !req.dry_run {
+            self.metrics.spiderpool.observe(
+                allocation_started.elapsed().as_secs_f64(),
+                result.as_ref().err().map(|r| r.code),
+            );
+        }
+        result
     }
 
     /// What the plan reads from the API: the Pod's networks, its owner, the claims kept for its

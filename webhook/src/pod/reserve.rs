@@ -254,6 +254,7 @@ impl<E: Effects> PodHooks<E> {
                 ClaimCreated::AlreadyExists => {
                     debug!(claim = %name, "address taken meanwhile; picking again");
                     self.metrics.claim_conflicts.inc();
+                    self.metrics.spiderpool.conflicts.inc();
                     taken.push(address);
                 }
             }
