@@ -377,6 +377,67 @@ pub fn affinity_matches(sel: &LabelSelector, app: Option<&App>) -> bool {
         .all(|(k, v)| sel.match_labels.get(k) == Some(v))
 }
 
+/// A pool as written, as far as its link to a SpiderSubnet goes.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolAsWritten<'a> {
+    /// `spec.subnet` as written.
+    pub subnet: &'a str,
+    /// `metadata.labels`.
+    pub labels: &'a Labels,
+    /// The controller ownerReference's kind and name, if any.
+    pub controller: Option<(&'a str, &'a str)>,
+    /// `spec.gateway` is set.
+    pub has_gateway: bool,
+    /// `spec.routes` is present (an empty list counts: it says "no routes").
+    pub has_routes: bool,
+}
+
+/// What Spiderpool's pool mutation (`setControllerSubnet`, `InheritSubnetProperties`) writes
+/// on a pool whose CIDR is a SpiderSubnet's, when the SpiderSubnet feature is on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inherit {
+    /// The SpiderSubnet.
+    pub subnet: String,
+    /// Make it the pool's controller ownerReference (the pool has no controller yet).
+    pub set_controller: bool,
+    /// Write [`LABEL_OWNER_SUBNET`].
+    pub set_label: bool,
+    /// The subnet's gateway, for a pool without one.
+    pub gateway: Option<std::net::IpAddr>,
+    /// The subnet's routes, for a pool without `spec.routes`.
+    pub routes: Option<Vec<crate::annotations::Route>>,
+}
+
+/// The SpiderSubnet a pool belongs to and what it inherits from it, as Spiderpool's pool
+/// mutation does: nothing when the pool already carries [`LABEL_OWNER_SUBNET`] naming its
+/// controller (an auto pool, or a pool linked before); else the first subnet (by name) of the
+/// same CIDR becomes its controller (unless another controller owns it) and its label, and the
+/// pool takes the subnet's gateway when it has none and its routes when it has no
+/// `spec.routes`. The VLAN is not inherited (Spiderpool does not either).
+pub fn inherit(pool: &PoolAsWritten<'_>, subnets: &[crate::validate::Subnet]) -> Option<Inherit> {
+    if let (Some(label), Some((_, owner))) = (pool.labels.get(LABEL_OWNER_SUBNET), pool.controller)
+    {
+        if label == owner {
+            return None;
+        }
+    }
+    let cidr: ipnet::IpNet = pool.subnet.trim().parse().ok()?;
+    let mut same: Vec<&crate::validate::Subnet> = subnets
+        .iter()
+        .filter(|s| s.subnet.trunc() == cidr.trunc())
+        .collect();
+    same.sort_by(|a, b| a.name.cmp(&b.name));
+    let subnet = same.first()?;
+    let set_controller = pool.controller.is_none();
+    Some(Inherit {
+        subnet: subnet.name.clone(),
+        set_controller,
+        set_label: pool.labels.get(LABEL_OWNER_SUBNET) != Some(&subnet.name),
+        gateway: subnet.gateway.filter(|_| !pool.has_gateway),
+        routes: (!pool.has_routes && !subnet.routes.is_empty()).then(|| subnet.routes.clone()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -560,5 +621,74 @@ mod tests {
         };
         assert!(!affinity_matches(&sel, Some(&other)));
         assert!(!affinity_matches(&sel, None));
+    }
+
+    #[test]
+    fn a_pool_in_a_subnets_cidr_is_linked_and_inherits_gateway_and_routes() {
+        use crate::validate::{validate_subnet, SubnetDraft};
+        let sn = |name: &str, cidr: &str| {
+            validate_subnet(&SubnetDraft {
+                name: name.into(),
+                subnet: cidr.into(),
+                ips: vec![],
+                gateway: Some(cidr.replace(".0/24", ".1")),
+                vlan: Some(5),
+                routes: vec![("10.99.0.0/16".into(), cidr.replace(".0/24", ".2"))],
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let subnets = vec![
+            sn("z", "10.6.0.0/24"),
+            sn("a", "10.6.0.0/24"),
+            sn("b", "10.7.0.0/24"),
+        ];
+        let none = Labels::new();
+        let bare = PoolAsWritten {
+            subnet: "10.6.0.0/24",
+            labels: &none,
+            controller: None,
+            has_gateway: false,
+            has_routes: false,
+        };
+        let got = inherit(&bare, &subnets).unwrap();
+        assert_eq!(got.subnet, "a");
+        assert!(got.set_controller && got.set_label);
+        assert_eq!(got.gateway, Some("10.6.0.1".parse().unwrap()));
+        assert_eq!(got.routes.unwrap().len(), 1);
+        // Its own gateway and an explicit empty route list are kept.
+        let own = PoolAsWritten {
+            has_gateway: true,
+            has_routes: true,
+            ..bare
+        };
+        let got = inherit(&own, &subnets).unwrap();
+        assert_eq!((got.gateway, got.routes), (None, None));
+        // Another controller: labelled, not re-owned.
+        let owned = PoolAsWritten {
+            controller: Some(("Something", "x")),
+            ..bare
+        };
+        assert!(!inherit(&owned, &subnets).unwrap().set_controller);
+        // Linked already (an auto pool): nothing.
+        let mut l = Labels::new();
+        l.insert(LABEL_OWNER_SUBNET.into(), "a".into());
+        let linked = PoolAsWritten {
+            labels: &l,
+            controller: Some(("SpiderSubnet", "a")),
+            ..bare
+        };
+        assert_eq!(inherit(&linked, &subnets), None);
+        // No subnet of that CIDR, or no CIDR: nothing.
+        let other = PoolAsWritten {
+            subnet: "10.8.0.0/24",
+            ..bare
+        };
+        assert_eq!(inherit(&other, &subnets), None);
+        let junk = PoolAsWritten {
+            subnet: "nonsense",
+            ..bare
+        };
+        assert_eq!(inherit(&junk, &subnets), None);
     }
 }
