@@ -25,8 +25,8 @@
 
 use crate::annotations as keys;
 use crate::labels::LabelSelector;
-use crate::model::Labels;
-use crate::ranges::IpFamily;
+use crate::model::{Labels, Pool};
+use crate::ranges::{IpFamily, IpSet};
 
 /// Label: the SpiderSubnet the pool was carved from.
 pub const LABEL_OWNER_SUBNET: &str = keys::LABEL_OWNER_SPIDER_SUBNET;
@@ -436,6 +436,56 @@ pub fn inherit(pool: &PoolAsWritten<'_>, subnets: &[crate::validate::Subnet]) ->
         gateway: subnet.gateway.filter(|_| !pool.has_gateway),
         routes: (!pool.has_routes && !subnet.routes.is_empty()).then(|| subnet.routes.clone()),
     })
+}
+
+/// The addresses of a subnet that no pool of its CIDR holds.
+pub fn free_in_subnet<'a, I>(subnet: &crate::validate::Subnet, pools: I, reserved: &IpSet) -> IpSet
+where
+    I: IntoIterator<Item = &'a Pool>,
+{
+    let mut as_pool = Pool::new(&subnet.name, subnet.subnet, subnet.ips.clone());
+    as_pool.exclude_ips = subnet.exclude_ips.clone();
+    as_pool.gateway = subnet.gateway;
+    let mut free = as_pool.allocatable(reserved);
+    for p in pools {
+        free = free.difference(&p.ips);
+    }
+    free
+}
+
+/// Largest pool shrunk address by address.
+const MAX_SHRINK_SCAN: u128 = 1 << 16;
+
+/// An auto-pool's addresses resized to `desired`: grown from `free` (lowest first), shrunk by
+/// dropping the highest addresses no claim holds (`held`). `None` when nothing changes.
+pub fn resize(current: &IpSet, desired: u64, free: &IpSet, held: &IpSet) -> Option<IpSet> {
+    let len = current.len();
+    let want = u128::from(desired);
+    if len < want {
+        let add = IpSet::from_addrs(free.iter().take(usize::try_from(want - len).ok()?)).ok()?;
+        if add.is_empty() {
+            return None;
+        }
+        return current.union(&add).ok();
+    }
+    if len > want && len <= MAX_SHRINK_SCAN {
+        let mut out = current.clone();
+        let mut n = len;
+        let all: Vec<_> = current.iter().collect();
+        for ip in all.iter().rev() {
+            if n <= want {
+                break;
+            }
+            if !held.contains(ip) {
+                out.remove(ip);
+                n -= 1;
+            }
+        }
+        if out != *current {
+            return Some(out);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aipam_core::annotations::{pod_ipam_annotations, IpNumber, SubnetRequest};
-use aipam_core::auto_pool::{self, Key};
+use aipam_core::auto_pool::{self, free_in_subnet, resize, Key};
 use aipam_core::config::IpamConfig;
 use aipam_core::model::{Labels, Pool};
 use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::validate::{validate_subnet, Subnet};
+use aipam_crds::auto_pool::new_pool;
 use aipam_crds::convert::subnet_draft;
 use aipam_crds::record::used_by_pool;
 use aipam_crds::{SpiderIPPool, SpiderSubnet};
@@ -137,55 +138,6 @@ pub fn wants(app: &App, cfg: &IpamConfig) -> Result<Vec<Want>, String> {
     Ok(out)
 }
 
-/// The SpiderIPPool Spiderpool creates for `key` (`ReconcileAutoIPPool`): its name, every
-/// auto-pool label, the SpiderSubnet as controller ownerReference, the finalizer, the
-/// `ippool-ip-number` annotation, the subnet's gateway and routes, and the application
-/// `podAffinity`. `subnet_uid` is the SpiderSubnet's UID.
-pub fn new_pool(
-    key: &Key<'_>,
-    want: &Want,
-    subnet: &Subnet,
-    subnet_uid: &str,
-    ips: &IpSet,
-) -> Value {
-    let cidr = subnet.subnet.to_string();
-    let mut labels = key.labels(want.reclaim, &cidr);
-    // A value the API server refuses (an application name over 63 characters) is left out:
-    // such a pool is found by name.
-    labels.retain(|_, v| v.len() <= aipam_core::labels::LABEL_VALUE_MAX_LEN);
-    let mut spec = json!({
-        "ipVersion": want.family.version(),
-        "subnet": cidr,
-        "ips": ips.to_strings(),
-        "podAffinity": auto_pool::pod_affinity(key.app),
-    });
-    if let Some(gw) = subnet.gateway {
-        spec["gateway"] = json!(gw.to_string());
-    }
-    if !subnet.routes.is_empty() {
-        spec["routes"] = json!(subnet
-            .routes
-            .iter()
-            .map(|r| json!({"dst": r.dst.to_string(), "gw": r.gw.to_string()}))
-            .collect::<Vec<_>>());
-    }
-    json!({
-        "apiVersion": aipam_crds::API_VERSION, "kind": "SpiderIPPool",
-        "metadata": {
-            "name": key.pool_name(),
-            "labels": labels,
-            "annotations": { aipam_core::annotations::ANNO_IPPOOL_IP_NUMBER: want.ip_number },
-            "finalizers": ["spiderpool.spidernet.io"],
-            "ownerReferences": [{
-                "apiVersion": aipam_crds::API_VERSION, "kind": "SpiderSubnet",
-                "name": subnet.name, "uid": subnet_uid,
-                "controller": true, "blockOwnerDeletion": true,
-            }],
-        },
-        "spec": spec,
-    })
-}
-
 /// The labels to write on a pool found for `key` (by labels or by name): every auto-pool
 /// label it lacks or has otherwise, so that a pool kept from an earlier application of the
 /// name carries the new UID and reclaim (as Spiderpool refreshes them), and a pool found by
@@ -223,56 +175,6 @@ pub fn reclaimable(labels: &Labels, live_uids: &BTreeSet<&str>) -> bool {
     labels.get(auto_pool::LABEL_RECLAIM).map(String::as_str) == Some("true")
         && !auto_pool::is_third_party(&api_version, kind)
         && !live_uids.contains(uid.as_str())
-}
-
-/// The addresses of a subnet that no pool of its CIDR holds.
-pub fn free_in_subnet<'a, I>(subnet: &Subnet, pools: I, reserved: &IpSet) -> IpSet
-where
-    I: IntoIterator<Item = &'a Pool>,
-{
-    let mut as_pool = Pool::new(&subnet.name, subnet.subnet, subnet.ips.clone());
-    as_pool.exclude_ips = subnet.exclude_ips.clone();
-    as_pool.gateway = subnet.gateway;
-    let mut free = as_pool.allocatable(reserved);
-    for p in pools {
-        free = free.difference(&p.ips);
-    }
-    free
-}
-
-/// Largest pool shrunk address by address.
-const MAX_SHRINK_SCAN: u128 = 1 << 16;
-
-/// An auto-pool's addresses resized to `desired`: grown from `free` (lowest first), shrunk by
-/// dropping the highest addresses no claim holds (`held`). `None` when nothing changes.
-pub fn resize(current: &IpSet, desired: u64, free: &IpSet, held: &IpSet) -> Option<IpSet> {
-    let len = current.len();
-    let want = u128::from(desired);
-    if len < want {
-        let add = IpSet::from_addrs(free.iter().take(usize::try_from(want - len).ok()?)).ok()?;
-        if add.is_empty() {
-            return None;
-        }
-        return current.union(&add).ok();
-    }
-    if len > want && len <= MAX_SHRINK_SCAN {
-        let mut out = current.clone();
-        let mut n = len;
-        let all: Vec<_> = current.iter().collect();
-        for ip in all.iter().rev() {
-            if n <= want {
-                break;
-            }
-            if !held.contains(ip) {
-                out.remove(ip);
-                n -= 1;
-            }
-        }
-        if out != *current {
-            return Some(out);
-        }
-    }
-    None
 }
 
 fn app_of(
@@ -531,15 +433,20 @@ pub async fn sync(ctx: &Ctx, apps_now: &[App], cfg: &IpamConfig) -> Result<usize
                         .get(&w.subnet)
                         .and_then(|s| s.metadata.uid.clone())
                         .unwrap_or_default();
-                    let pool: SpiderIPPool =
-                        match serde_json::from_value(new_pool(&key, &w, subnet, &subnet_uid, &ips))
-                        {
-                            Ok(p) => p,
-                            Err(e) => {
-                                tracing::warn!(pool = %name, error = %e, "auto-pool");
-                                continue;
-                            }
-                        };
+                    let pool: SpiderIPPool = match serde_json::from_value(new_pool(
+                        &key,
+                        w.reclaim,
+                        &w.ip_number,
+                        subnet,
+                        &subnet_uid,
+                        &ips,
+                    )) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(pool = %name, error = %e, "auto-pool");
+                            continue;
+                        }
+                    };
                     match api.create(&PostParams::default(), &pool).await {
                         Ok(_) => {
                             writes += 1;
@@ -744,7 +651,7 @@ mod tests {
             interface: &w.interface,
         };
         let ips = IpSet::parse_list(&["10.9.0.10-10.9.0.12"]).unwrap();
-        let got = new_pool(&key, &w, &subnet(), "subnet-uid", &ips);
+        let got = new_pool(&key, w.reclaim, &w.ip_number, &subnet(), "subnet-uid", &ips);
         assert_eq!(
             got,
             json!({
