@@ -7,6 +7,7 @@
 pub mod affinity;
 pub mod alloc;
 pub mod annotations;
+pub mod auto_pool;
 pub mod config;
 pub mod labels;
 pub mod model;

@@ -56,6 +56,8 @@ pub struct Pool {
     /// overlapping pools admitted at once by different webhook replicas. Such a pool serves no
     /// Pod, so that no address is handed out twice.
     pub overlaps: Option<String>,
+    /// `metadata.labels`: how auto pools are found ([`crate::auto_pool`]).
+    pub labels: Labels,
 }
 
 impl Pool {
@@ -84,6 +86,7 @@ impl Pool {
             disable: false,
             deleting: false,
             overlaps: None,
+            labels: Labels::new(),
         }
     }
 

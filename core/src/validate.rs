@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 use crate::annotations::Route;
 use crate::labels::{LabelSelector, SelectorError};
-use crate::model::Pool;
+use crate::model::{Labels, Pool};
 use crate::names::{is_dns1123_subdomain, DNS1123_SUBDOMAIN_MAX_LEN};
 use crate::ranges::{IpFamily, IpRange, IpSet};
 
@@ -54,6 +54,8 @@ pub struct PoolDraft {
     pub disable: bool,
     /// The object is being deleted.
     pub deleting: bool,
+    /// `metadata.labels`.
+    pub labels: Labels,
 }
 
 /// A SpiderSubnet spec as written.
@@ -602,6 +604,7 @@ pub fn validate_pool_with(draft: &PoolDraft, mode: Mode) -> Result<Checked<Pool>
         disable: draft.disable,
         deleting: draft.deleting,
         overlaps: None,
+        labels: draft.labels.clone(),
     };
     errs.finish_checked("SpiderIPPool", &draft.name, pool)
 }

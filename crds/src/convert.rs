@@ -61,6 +61,7 @@ pub fn pool_draft(pool: &SpiderIPPool) -> Result<PoolDraft, ConvertError> {
         default: s.default.unwrap_or(false),
         disable: s.disable.unwrap_or(false),
         deleting: pool.metadata.deletion_timestamp.is_some(),
+        labels: pool.metadata.labels.clone().unwrap_or_default(),
     })
 }
 

@@ -13,6 +13,7 @@
 // to clippy; they are not.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod auto_pool;
 pub mod claim;
 pub mod common;
 pub mod convert;

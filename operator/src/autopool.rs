@@ -1,52 +1,44 @@
 //! SpiderSubnet auto-pools: an application whose Pod template carries
-//! `ipam.spidernet.io/subnet(s)` gets a SpiderIPPool carved from the subnet, named as the
-//! webhook expects ([`aipam_core::select::auto_pool_name`]), sized by
-//! `ipam.spidernet.io/ippool-ip-number` (`N`, or `+N` over the replicas; default
-//! `+clusterSubnetDefaultFlexibleIPNumber`), grown and shrunk with the replicas (never dropping
-//! an address a claim holds), and deleted with the application unless
+//! `ipam.spidernet.io/subnet(s)` gets a SpiderIPPool carved from the subnet, named, labelled
+//! and found as Spiderpool does ([`aipam_core::auto_pool`]): found by its owner labels (so that
+//! a pool Spiderpool made is adopted, whatever its name), else created as
+//! `auto{4|6}-{name}-{interface}-{uid}` with every label Spiderpool writes, the SpiderSubnet
+//! as its controller ownerReference, the subnet's gateway and routes, and Spiderpool's
+//! application `podAffinity`. Sized by `ipam.spidernet.io/ippool-ip-number` (`N`, or `+N` over
+//! the replicas; default `+clusterSubnetDefaultFlexibleIPNumber`), grown and shrunk with the
+//! replicas (never dropping an address a claim holds), and deleted with the application unless
 //! `ipam.spidernet.io/ippool-reclaim: "false"` (the pool finalizer then waits for its claims).
+//! A kept pool (`"false"`) found again for a new application of the same name is relabelled
+//! with the new UID, as Spiderpool does.
 //!
 //! Applications: Deployments, StatefulSets, DaemonSets, CronJobs, and ReplicaSets and Jobs that
-//! no controller owns.
+//! no controller owns. Auto pools of third-party controllers (an OpenKruise CloneSet) are
+//! neither resized nor reclaimed here: this operator cannot read those kinds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aipam_core::annotations::{pod_ipam_annotations, SubnetRequest};
+use aipam_core::annotations::{pod_ipam_annotations, IpNumber, SubnetRequest};
+use aipam_core::auto_pool::{self, free_in_subnet, resize, Key};
 use aipam_core::config::IpamConfig;
-use aipam_core::model::Pool;
+use aipam_core::model::{Labels, Pool};
 use aipam_core::ranges::{IpFamily, IpSet};
-use aipam_core::select::auto_pool_name;
 use aipam_core::validate::{validate_subnet, Subnet};
+use aipam_crds::auto_pool::new_pool;
 use aipam_crds::convert::subnet_draft;
 use aipam_crds::record::used_by_pool;
-use aipam_crds::SpiderIPPool;
+use aipam_crds::{SpiderIPPool, SpiderSubnet};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::ctx::{pool_ref, Ctx};
 use crate::error::Error;
 use crate::write::{delete_if_unchanged, Deleted};
-
-/// Label on an auto-pool: its SpiderSubnet.
-pub const LABEL_SUBNET: &str = "ipam.spidernet.io/owner-spider-subnet";
-/// Label on an auto-pool: the UID of its application.
-pub const LABEL_APP_UID: &str = "ipam.spidernet.io/owner-application-uid";
-/// Label on an auto-pool: its application's kind.
-pub const LABEL_APP_KIND: &str = "ipam.spidernet.io/owner-application-kind";
-/// Label on an auto-pool: its application's namespace.
-pub const LABEL_APP_NAMESPACE: &str = "ipam.spidernet.io/owner-application-namespace";
-/// Label on an auto-pool: its application's name.
-pub const LABEL_APP_NAME: &str = "ipam.spidernet.io/owner-application-name";
-/// Label on an auto-pool: `"true"` when it goes with its application.
-pub const LABEL_RECLAIM: &str = "ipam.spidernet.io/ippool-reclaim";
-/// Label on an auto-pool: the interface it serves.
-pub const LABEL_INTERFACE: &str = "ipam.spidernet.io/interface";
 
 /// The controller's name in metrics.
 pub const NAME: &str = "autopool";
@@ -54,6 +46,8 @@ pub const NAME: &str = "autopool";
 /// An application as the rules see it.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct App {
+    /// `apps/v1` or `batch/v1`.
+    pub api_version: String,
     /// `Deployment`, `StatefulSet`, `ReplicaSet`.
     pub kind: String,
     /// Namespace.
@@ -66,15 +60,26 @@ pub struct App {
     pub replicas: u64,
     /// The Pod template's annotations.
     pub annotations: BTreeMap<String, String>,
-    /// `spec.selector`: the auto-pool's podAffinity.
+    /// `spec.selector` (kept for callers; the auto-pool's podAffinity names the application).
     pub selector: Option<LabelSelector>,
+}
+
+impl App {
+    /// The application as the auto pool rules name it.
+    pub fn as_auto_pool_app(&self) -> auto_pool::App {
+        auto_pool::App {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+        }
+    }
 }
 
 /// One auto-pool an application needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Want {
-    /// The pool's name.
-    pub pool: String,
     /// The SpiderSubnet.
     pub subnet: String,
     /// The family.
@@ -85,6 +90,8 @@ pub struct Want {
     pub desired: u64,
     /// Deleted with the application.
     pub reclaim: bool,
+    /// `ipam.spidernet.io/ippool-ip-number` as Spiderpool writes it on the pool (`+1`, `5`).
+    pub ip_number: String,
 }
 
 /// The auto-pools an application needs (none without the annotations, or with the feature or
@@ -103,6 +110,15 @@ pub fn wants(app: &App, cfg: &IpamConfig) -> Result<Vec<Want>, String> {
         Some(number) => number.desired(app.replicas),
         None => cfg.default_auto_pool_size(app.replicas),
     };
+    // The size as Spiderpool writes it into the pool's ippool-ip-number annotation.
+    let ip_number = match annos.ip_number {
+        Some(IpNumber::Fixed(n)) => n.to_string(),
+        Some(IpNumber::Flexible(n)) => format!("+{n}"),
+        None if cfg.cluster_subnet_default_flexible_ip_number >= 0 => {
+            format!("+{}", cfg.cluster_subnet_default_flexible_ip_number)
+        }
+        None => cfg.cluster_subnet_default_flexible_ip_number.to_string(),
+    };
     let mut out = Vec::new();
     for req in reqs {
         let iface = req.interface.clone().unwrap_or_else(|| "eth0".to_string());
@@ -115,76 +131,59 @@ pub fn wants(app: &App, cfg: &IpamConfig) -> Result<Vec<Want>, String> {
                 continue;
             };
             out.push(Want {
-                pool: auto_pool_name(
-                    family,
-                    &app.kind,
-                    &app.namespace,
-                    &app.name,
-                    &iface,
-                    &app.uid,
-                ),
                 subnet: subnet.clone(),
                 family,
                 interface: iface.clone(),
                 desired,
                 reclaim: annos.reclaim.unwrap_or(true),
+                ip_number: ip_number.clone(),
             });
         }
     }
     Ok(out)
 }
 
-/// The addresses of a subnet that no pool of its CIDR holds.
-pub fn free_in_subnet<'a, I>(subnet: &Subnet, pools: I, reserved: &IpSet) -> IpSet
-where
-    I: IntoIterator<Item = &'a Pool>,
-{
-    let mut as_pool = Pool::new(&subnet.name, subnet.subnet, subnet.ips.clone());
-    as_pool.exclude_ips = subnet.exclude_ips.clone();
-    as_pool.gateway = subnet.gateway;
-    let mut free = as_pool.allocatable(reserved);
-    for p in pools {
-        free = free.difference(&p.ips);
-    }
-    free
+/// The labels to write on a pool found for `key` (by labels or by name): every auto-pool
+/// label it lacks or has otherwise, so that a pool kept from an earlier application of the
+/// name carries the new UID and reclaim (as Spiderpool refreshes them), and a pool found by
+/// name becomes findable by labels. `None` when nothing changes.
+pub fn label_patch(current: &Labels, key: &Key<'_>, reclaim: bool, cidr: &str) -> Option<Value> {
+    let want = key.labels(reclaim, cidr);
+    let diff: serde_json::Map<String, Value> = want
+        .into_iter()
+        .filter(|(k, v)| {
+            current.get(k) != Some(v) && v.len() <= aipam_core::labels::LABEL_VALUE_MAX_LEN
+        })
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
+    (!diff.is_empty()).then(|| json!({ "metadata": { "labels": diff } }))
 }
 
-/// Largest pool shrunk address by address.
-const MAX_SHRINK_SCAN: u128 = 1 << 16;
-
-/// An auto-pool's addresses resized to `desired`: grown from `free` (lowest first), shrunk by
-/// dropping the highest addresses no claim holds (`held`). `None` when nothing changes.
-pub fn resize(current: &IpSet, desired: u64, free: &IpSet, held: &IpSet) -> Option<IpSet> {
-    let len = current.len();
-    let want = u128::from(desired);
-    if len < want {
-        let add = IpSet::from_addrs(free.iter().take(usize::try_from(want - len).ok()?)).ok()?;
-        if add.is_empty() {
-            return None;
-        }
-        return current.union(&add).ok();
-    }
-    if len > want && len <= MAX_SHRINK_SCAN {
-        let mut out = current.clone();
-        let mut n = len;
-        let all: Vec<_> = current.iter().collect();
-        for ip in all.iter().rev() {
-            if n <= want {
-                break;
-            }
-            if !held.contains(ip) {
-                out.remove(ip);
-                n -= 1;
-            }
-        }
-        if out != *current {
-            return Some(out);
-        }
-    }
-    None
+/// Whether the operator reclaims a pool: an auto pool (owner labels) of a built-in workload
+/// kind, `ippool-reclaim: "true"`, whose application UID is not among the live applications.
+/// Third-party controllers' pools are left alone: their kinds are not read here.
+pub fn reclaimable(labels: &Labels, live_uids: &BTreeSet<&str>) -> bool {
+    let Some(uid) = labels.get(auto_pool::LABEL_APP_UID) else {
+        return false;
+    };
+    let kind = labels
+        .get(auto_pool::LABEL_APP_KIND)
+        .map_or("", String::as_str);
+    // An absent gv label: a pool an earlier aipam made (built-in kinds only).
+    let api_version = match labels.get(auto_pool::LABEL_APP_GV) {
+        Some(gv) => gv.replacen('_', "/", 1),
+        None => match kind {
+            "Job" | "CronJob" => "batch/v1".to_string(),
+            _ => "apps/v1".to_string(),
+        },
+    };
+    labels.get(auto_pool::LABEL_RECLAIM).map(String::as_str) == Some("true")
+        && !auto_pool::is_third_party(&api_version, kind)
+        && !live_uids.contains(uid.as_str())
 }
 
 fn app_of(
+    api_version: &str,
     kind: &str,
     meta: &kube::core::ObjectMeta,
     replicas: Option<i32>,
@@ -192,6 +191,7 @@ fn app_of(
     selector: Option<&LabelSelector>,
 ) -> App {
     App {
+        api_version: api_version.to_string(),
         kind: kind.to_string(),
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
@@ -221,6 +221,7 @@ pub fn apps(stores: &AppStores, sets: &Store<StatefulSet>) -> Vec<App> {
         let s = d.spec.as_ref();
         let scheduled = d.status.as_ref().map(|s| s.desired_number_scheduled);
         out.push(app_of(
+            "apps/v1",
             "DaemonSet",
             &d.metadata,
             Some(scheduled.unwrap_or(1)),
@@ -234,6 +235,7 @@ pub fn apps(stores: &AppStores, sets: &Store<StatefulSet>) -> Vec<App> {
         }
         let s = d.spec.as_ref();
         out.push(app_of(
+            "batch/v1",
             "Job",
             &d.metadata,
             s.and_then(|s| s.parallelism),
@@ -247,6 +249,7 @@ pub fn apps(stores: &AppStores, sets: &Store<StatefulSet>) -> Vec<App> {
         }
         let job = d.spec.as_ref().and_then(|s| s.job_template.spec.as_ref());
         out.push(app_of(
+            "batch/v1",
             "CronJob",
             &d.metadata,
             job.and_then(|s| s.parallelism),
@@ -262,6 +265,7 @@ pub fn apps(stores: &AppStores, sets: &Store<StatefulSet>) -> Vec<App> {
         }
         let s = d.spec.as_ref();
         out.push(app_of(
+            "apps/v1",
             "Deployment",
             &d.metadata,
             s.and_then(|s| s.replicas),
@@ -275,6 +279,7 @@ pub fn apps(stores: &AppStores, sets: &Store<StatefulSet>) -> Vec<App> {
         }
         let s = d.spec.as_ref();
         out.push(app_of(
+            "apps/v1",
             "StatefulSet",
             &d.metadata,
             s.and_then(|s| s.replicas),
@@ -288,6 +293,7 @@ pub fn apps(stores: &AppStores, sets: &Store<StatefulSet>) -> Vec<App> {
         }
         let s = d.spec.as_ref();
         out.push(app_of(
+            "apps/v1",
             "ReplicaSet",
             &d.metadata,
             s.and_then(|s| s.replicas),
@@ -313,19 +319,19 @@ pub struct AppStores {
     pub cron_jobs: Store<CronJob>,
 }
 
-fn label_ok(v: &str) -> bool {
-    v.len() <= aipam_core::labels::LABEL_VALUE_MAX_LEN
-}
-
 /// One pass: create, resize and reclaim auto-pools. Returns the writes made.
 pub async fn sync(ctx: &Ctx, apps_now: &[App], cfg: &IpamConfig) -> Result<usize, Error> {
     let api: Api<SpiderIPPool> = Api::all(ctx.client.clone());
     let pools = ctx.pools();
-    let subnets: BTreeMap<String, Subnet> = ctx
+    let raw_subnets: BTreeMap<String, Arc<SpiderSubnet>> = ctx
         .stores
         .subnets
         .state()
-        .iter()
+        .into_iter()
+        .filter_map(|s| s.metadata.name.clone().map(|n| (n, s)))
+        .collect();
+    let subnets: BTreeMap<String, Subnet> = raw_subnets
+        .values()
         .filter_map(|s| validate_subnet(&subnet_draft(s)).ok())
         .map(|s| (s.name.clone(), s))
         .collect();
@@ -337,6 +343,11 @@ pub async fn sync(ctx: &Ctx, apps_now: &[App], cfg: &IpamConfig) -> Result<usize
         .state()
         .into_iter()
         .filter_map(|p| p.metadata.name.clone().map(|n| (n, p)))
+        .collect();
+    let labels_of: Vec<(String, Labels)> = raw
+        .iter()
+        .filter(|(_, p)| p.metadata.deletion_timestamp.is_none())
+        .map(|(n, p)| (n.clone(), p.metadata.labels.clone().unwrap_or_default()))
         .collect();
     let mut writes = 0;
     let mut wanted: BTreeSet<String> = BTreeSet::new();
@@ -350,94 +361,101 @@ pub async fn sync(ctx: &Ctx, apps_now: &[App], cfg: &IpamConfig) -> Result<usize
                 continue;
             }
         };
+        let who = app.as_auto_pool_app();
         for w in list {
-            wanted.insert(w.pool.clone());
+            let key = Key {
+                app: &who,
+                subnet: &w.subnet,
+                family: w.family,
+                interface: &w.interface,
+            };
+            let found =
+                auto_pool::find_for_app(labels_of.iter().map(|(n, l)| (n.as_str(), l)), &key);
+            let name = found.clone().unwrap_or_else(|| key.pool_name());
+            wanted.insert(name.clone());
             let Some(subnet) = subnets.get(&w.subnet) else {
-                tracing::warn!(pool = %w.pool, subnet = %w.subnet, "auto-pool: SpiderSubnet not found");
+                tracing::warn!(pool = %name, subnet = %w.subnet, "auto-pool: SpiderSubnet not found");
                 continue;
             };
             let reserved = ctx.reserved(w.family);
             let free = free_in_subnet(subnet, pools.values().chain(taken_now.iter()), &reserved);
             let empty = IpSet::new();
-            match (raw.get(&w.pool), pools.get(&w.pool)) {
-                (Some(_), Some(existing)) => {
-                    let held = held.get(&w.pool).unwrap_or(&empty);
+            match (found.as_ref().and_then(|n| raw.get(n)), pools.get(&name)) {
+                (Some(obj), Some(existing)) => {
+                    if existing.subnet != subnet.subnet {
+                        // Spiderpool refuses too (ApplicationSubnetChanged).
+                        ctx.event(
+                            &pool_ref(&name, obj.metadata.uid.as_deref()),
+                            true,
+                            "ApplicationSubnetChanged",
+                            "AutoPool",
+                            format!(
+                                "the application {} {}/{} now names SpiderSubnet {} ({}), but its auto-pool {} is in {}: delete the pool, or name the subnet it was carved from",
+                                app.kind, app.namespace, app.name, w.subnet, subnet.subnet, name, existing.subnet
+                            ),
+                        )
+                        .await;
+                        continue;
+                    }
+                    let current = obj.metadata.labels.clone().unwrap_or_default();
+                    let cidr = obj.spec.subnet.clone();
+                    let mut patch =
+                        label_patch(&current, &key, w.reclaim, &cidr).unwrap_or_else(|| json!({}));
+                    let held = held.get(&name).unwrap_or(&empty);
                     if let Some(ips) = resize(&existing.ips, w.desired, &free, held) {
-                        let patch = json!({ "spec": { "ips": ips.to_strings() } });
-                        api.patch(&w.pool, &PatchParams::default(), &Patch::Merge(&patch))
-                            .await?;
+                        patch["spec"] = json!({ "ips": ips.to_strings() });
                         let mut p = existing.clone();
                         p.ips = ips;
                         taken_now.push(p);
+                    }
+                    if patch.as_object().is_some_and(|m| !m.is_empty()) {
+                        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await?;
                         writes += 1;
                     }
                 }
                 (Some(_), None) => {} // exists but invalid: leave it to its owner
+                (None, _) if raw.contains_key(&name) => {
+                    // The name is taken by a pool of another application (or being deleted).
+                    tracing::warn!(pool = %name, "auto-pool: the name is taken by another pool");
+                }
                 (None, _) => {
                     let Some(ips) = resize(&IpSet::new(), w.desired, &free, &empty) else {
                         ctx.event(
-                            &pool_ref(&w.pool, None),
+                            &pool_ref(&name, None),
                             true,
                             "SubnetExhausted",
                             "AutoPool",
                             format!(
                                 "SpiderSubnet {} has no free address for auto-pool {}",
-                                w.subnet, w.pool
+                                w.subnet, name
                             ),
                         )
                         .await;
                         continue;
                     };
-                    let mut labels = serde_json::Map::new();
-                    for (k, v) in [
-                        (LABEL_SUBNET, w.subnet.as_str()),
-                        (LABEL_APP_UID, app.uid.as_str()),
-                        (LABEL_APP_KIND, app.kind.as_str()),
-                        (LABEL_APP_NAMESPACE, app.namespace.as_str()),
-                        (LABEL_APP_NAME, app.name.as_str()),
-                        (LABEL_RECLAIM, if w.reclaim { "true" } else { "false" }),
-                        (LABEL_INTERFACE, w.interface.as_str()),
-                    ] {
-                        if label_ok(v) {
-                            labels.insert(k.to_string(), json!(v));
-                        }
-                    }
-                    let mut spec = json!({
-                        "ipVersion": w.family.version(),
-                        "subnet": subnet.subnet.to_string(),
-                        "ips": ips.to_strings(),
-                    });
-                    if let Some(gw) = subnet.gateway {
-                        spec["gateway"] = json!(gw.to_string());
-                    }
-                    if let Some(v) = subnet.vlan {
-                        spec["vlan"] = json!(v);
-                    }
-                    if !subnet.routes.is_empty() {
-                        spec["routes"] = json!(subnet
-                            .routes
-                            .iter()
-                            .map(|r| json!({"dst": r.dst.to_string(), "gw": r.gw.to_string()}))
-                            .collect::<Vec<_>>());
-                    }
-                    if let Some(sel) = &app.selector {
-                        spec["podAffinity"] = serde_json::to_value(sel).unwrap_or_default();
-                    }
-                    let pool: SpiderIPPool = match serde_json::from_value(json!({
-                        "apiVersion": aipam_crds::API_VERSION, "kind": "SpiderIPPool",
-                        "metadata": { "name": w.pool, "labels": labels },
-                        "spec": spec,
-                    })) {
+                    let subnet_uid = raw_subnets
+                        .get(&w.subnet)
+                        .and_then(|s| s.metadata.uid.clone())
+                        .unwrap_or_default();
+                    let pool: SpiderIPPool = match serde_json::from_value(new_pool(
+                        &key,
+                        w.reclaim,
+                        &w.ip_number,
+                        subnet,
+                        &subnet_uid,
+                        &ips,
+                    )) {
                         Ok(p) => p,
                         Err(e) => {
-                            tracing::warn!(pool = %w.pool, error = %e, "auto-pool");
+                            tracing::warn!(pool = %name, error = %e, "auto-pool");
                             continue;
                         }
                     };
                     match api.create(&PostParams::default(), &pool).await {
                         Ok(_) => {
                             writes += 1;
-                            let mut p = Pool::new(&w.pool, subnet.subnet, ips);
+                            let mut p = Pool::new(&name, subnet.subnet, ips);
                             p.family = w.family;
                             taken_now.push(p);
                         }
@@ -452,13 +470,9 @@ pub async fn sync(ctx: &Ctx, apps_now: &[App], cfg: &IpamConfig) -> Result<usize
     let live_uids: BTreeSet<&str> = apps_now.iter().map(|a| a.uid.as_str()).collect();
     for (name, p) in &raw {
         let labels = p.metadata.labels.clone().unwrap_or_default();
-        let Some(uid) = labels.get(LABEL_APP_UID) else {
-            continue;
-        };
-        if labels.get(LABEL_RECLAIM).map(String::as_str) != Some("true")
-            || p.metadata.deletion_timestamp.is_some()
+        if p.metadata.deletion_timestamp.is_some()
             || wanted.contains(name)
-            || live_uids.contains(uid.as_str())
+            || !reclaimable(&labels, &live_uids)
         {
             continue;
         }
@@ -496,6 +510,7 @@ mod tests {
 
     fn app(annos: &[(&str, &str)], replicas: u64) -> App {
         App {
+            api_version: "apps/v1".into(),
             kind: "Deployment".into(),
             namespace: "apps".into(),
             name: "web".into(),
@@ -516,12 +531,12 @@ mod tests {
         assert_eq!(
             w,
             vec![Want {
-                pool: "auto4-deployment-apps-web-eth0-abcdef".into(),
                 subnet: "s9".into(),
                 family: IpFamily::V4,
                 interface: "eth0".into(),
                 desired: 3,
                 reclaim: true,
+                ip_number: "+1".into(),
             }]
         );
         let a = app(
@@ -533,7 +548,10 @@ mod tests {
             2,
         );
         let w = wants(&a, &cfg()).unwrap();
-        assert_eq!((w[0].desired, w[0].reclaim), (5, false));
+        assert_eq!(
+            (w[0].desired, w[0].reclaim, w[0].ip_number.as_str()),
+            (5, false, "5")
+        );
         let a = app(
             &[
                 ("ipam.spidernet.io/ippool-ip-number", "+2"),
@@ -606,31 +624,165 @@ mod tests {
         let sets = fill::<StatefulSet>(vec![
             json!({"metadata": meta("ss", false), "spec": {"replicas": 1, "selector": {}, "serviceName": "ss", "template": tpl}}),
         ]);
-        let mut got: Vec<(String, String, u64)> = apps(&stores, &sets)
+        let mut got: Vec<(String, String, String, u64)> = apps(&stores, &sets)
             .into_iter()
-            .map(|a| (a.kind, a.name, a.replicas))
+            .map(|a| (a.kind, a.api_version, a.name, a.replicas))
             .collect();
         got.sort();
-        let want: Vec<(String, String, u64)> = [
-            ("CronJob", "cj", 5),
-            ("DaemonSet", "ds", 3),
-            ("Deployment", "d", 2),
-            ("Job", "job", 2),
-            ("ReplicaSet", "rs", 4),
-            ("StatefulSet", "ss", 1),
+        let want: Vec<(String, String, String, u64)> = [
+            ("CronJob", "batch/v1", "cj", 5),
+            ("DaemonSet", "apps/v1", "ds", 3),
+            ("Deployment", "apps/v1", "d", 2),
+            ("Job", "batch/v1", "job", 2),
+            ("ReplicaSet", "apps/v1", "rs", 4),
+            ("StatefulSet", "apps/v1", "ss", 1),
         ]
         .iter()
-        .map(|(k, n, r)| (k.to_string(), n.to_string(), *r))
+        .map(|(k, g, n, r)| (k.to_string(), g.to_string(), n.to_string(), *r))
         .collect();
         assert_eq!(got, want);
-        let a = apps(&stores, &sets)
-            .into_iter()
-            .find(|a| a.kind == "CronJob")
-            .unwrap();
+    }
+
+    fn subnet() -> Subnet {
+        let mut d = aipam_core::validate::SubnetDraft {
+            name: "s9".into(),
+            subnet: "10.9.0.0/16".into(),
+            ips: vec!["10.9.0.10-10.9.0.99".into()],
+            gateway: Some("10.9.0.1".into()),
+            vlan: Some(7),
+            ..Default::default()
+        };
+        d.routes = vec![("10.10.0.0/16".into(), "10.9.0.2".into())];
+        validate_subnet(&d).unwrap()
+    }
+
+    #[test]
+    fn a_new_auto_pool_is_what_spiderpool_creates() {
+        let a = app(&[("ipam.spidernet.io/subnet", r#"{"ipv4":["s9"]}"#)], 2);
+        let w = wants(&a, &cfg()).unwrap().remove(0);
+        let who = a.as_auto_pool_app();
+        let key = Key {
+            app: &who,
+            subnet: &w.subnet,
+            family: w.family,
+            interface: &w.interface,
+        };
+        let ips = IpSet::parse_list(&["10.9.0.10-10.9.0.12"]).unwrap();
+        let got = new_pool(&key, w.reclaim, &w.ip_number, &subnet(), "subnet-uid", &ips);
         assert_eq!(
-            wants(&a, &cfg()).unwrap()[0].pool,
-            "auto4-cronjob-apps-cj-eth0-cj-uid".replace("cj-uid", "uid")
+            got,
+            json!({
+                "apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderIPPool",
+                "metadata": {
+                    "name": "auto4-web-eth0-abcde",
+                    "labels": {
+                        "ipam.spidernet.io/owner-spider-subnet": "s9",
+                        "ipam.spidernet.io/owner-application-gv": "apps_v1",
+                        "ipam.spidernet.io/owner-application-kind": "Deployment",
+                        "ipam.spidernet.io/owner-application-namespace": "apps",
+                        "ipam.spidernet.io/owner-application-name": "web",
+                        "ipam.spidernet.io/owner-application-uid": "1111-2222-abcdef",
+                        "ipam.spidernet.io/interface": "eth0",
+                        "ipam.spidernet.io/ippool-reclaim": "true",
+                        "ipam.spidernet.io/ip-version": "IPv4",
+                        "ipam.spidernet.io/ippool-cidr": "10-9-0-0-16",
+                    },
+                    "annotations": {"ipam.spidernet.io/ippool-ip-number": "+1"},
+                    "finalizers": ["spiderpool.spidernet.io"],
+                    "ownerReferences": [{
+                        "apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderSubnet",
+                        "name": "s9", "uid": "subnet-uid",
+                        "controller": true, "blockOwnerDeletion": true,
+                    }],
+                },
+                "spec": {
+                    "ipVersion": 4,
+                    "subnet": "10.9.0.0/16",
+                    "ips": ["10.9.0.10-10.9.0.12"],
+                    "gateway": "10.9.0.1",
+                    "routes": [{"dst": "10.10.0.0/16", "gw": "10.9.0.2"}],
+                    "podAffinity": {"matchLabels": {
+                        "ipam.spidernet.io/app-api-group": "apps",
+                        "ipam.spidernet.io/app-api-version": "v1",
+                        "ipam.spidernet.io/app-kind": "Deployment",
+                        "ipam.spidernet.io/app-namespace": "apps",
+                        "ipam.spidernet.io/app-name": "web",
+                    }},
+                },
+            })
         );
+        // It reads back as a SpiderIPPool.
+        let _: SpiderIPPool = serde_json::from_value(got).unwrap();
+    }
+
+    #[test]
+    fn a_found_pool_gets_the_labels_it_lacks_and_the_new_uid() {
+        let a = app(&[], 1);
+        let who = a.as_auto_pool_app();
+        let key = Key {
+            app: &who,
+            subnet: "s9",
+            family: IpFamily::V4,
+            interface: "eth0",
+        };
+        let full = key.labels(false, "10.9.0.0/16");
+        assert_eq!(label_patch(&full, &key, false, "10.9.0.0/16"), None);
+        let mut kept = full.clone();
+        kept.insert(auto_pool::LABEL_APP_UID.into(), "old-uid".into());
+        assert_eq!(
+            label_patch(&kept, &key, false, "10.9.0.0/16"),
+            Some(json!({"metadata": {"labels": {
+                "ipam.spidernet.io/owner-application-uid": "1111-2222-abcdef"}}}))
+        );
+        let patch = label_patch(&Labels::new(), &key, true, "10.9.0.0/16").unwrap();
+        assert_eq!(patch["metadata"]["labels"].as_object().unwrap().len(), 10);
+    }
+
+    #[test]
+    fn only_built_in_workloads_pools_are_reclaimed() {
+        let live: BTreeSet<&str> = ["live-uid"].into_iter().collect();
+        let l = |pairs: &[(&str, &str)]| -> Labels {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let uid = auto_pool::LABEL_APP_UID;
+        let reclaim = auto_pool::LABEL_RECLAIM;
+        let kind = auto_pool::LABEL_APP_KIND;
+        let gv = auto_pool::LABEL_APP_GV;
+        assert!(reclaimable(
+            &l(&[
+                (uid, "gone"),
+                (reclaim, "true"),
+                (kind, "Deployment"),
+                (gv, "apps_v1")
+            ]),
+            &live
+        ));
+        // An earlier aipam's pool: no gv label.
+        assert!(reclaimable(
+            &l(&[(uid, "gone"), (reclaim, "true"), (kind, "Job")]),
+            &live
+        ));
+        assert!(!reclaimable(
+            &l(&[(uid, "live-uid"), (reclaim, "true"), (kind, "Deployment")]),
+            &live
+        ));
+        assert!(!reclaimable(
+            &l(&[(uid, "gone"), (reclaim, "false"), (kind, "Deployment")]),
+            &live
+        ));
+        assert!(!reclaimable(
+            &l(&[
+                (uid, "gone"),
+                (reclaim, "true"),
+                (kind, "CloneSet"),
+                (gv, "apps.kruise.io_v1alpha1")
+            ]),
+            &live
+        ));
+        assert!(!reclaimable(&l(&[(reclaim, "true")]), &live));
     }
 
     #[test]

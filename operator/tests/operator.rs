@@ -981,14 +981,8 @@ async fn a_subnet_annotated_deployment_gets_an_auto_pool_that_follows_its_replic
     .unwrap();
     let d = deps.create(&PostParams::default(), &d).await.unwrap();
     let uid = d.metadata.uid.clone().unwrap();
-    let name = aipam_core::select::auto_pool_name(
-        aipam_core::ranges::IpFamily::V4,
-        "Deployment",
-        "apps",
-        "web",
-        "eth0",
-        &uid,
-    );
+    let name =
+        aipam_core::auto_pool::pool_name(aipam_core::ranges::IpFamily::V4, "web", "eth0", &uid);
     let pools: Api<SpiderIPPool> = Api::all(c.clone());
     let size = |want: u128| {
         let pools = pools.clone();
@@ -1021,9 +1015,26 @@ async fn a_subnet_annotated_deployment_gets_an_auto_pool_that_follows_its_replic
     )
     .await;
     let pool = pools.get(&name).await.unwrap();
+    // As Spiderpool makes it: the podAffinity names the Deployment, the labels find it, the
+    // SpiderSubnet controls it.
+    let aff = pool
+        .spec
+        .pod_affinity
+        .clone()
+        .unwrap()
+        .match_labels
+        .unwrap();
+    assert_eq!(aff["ipam.spidernet.io/app-kind"], "Deployment");
+    assert_eq!(aff["ipam.spidernet.io/app-name"], "web");
+    let labels = pool.metadata.labels.clone().unwrap();
+    assert_eq!(labels["ipam.spidernet.io/owner-application-gv"], "apps_v1");
+    assert_eq!(labels["ipam.spidernet.io/owner-application-uid"], uid);
+    assert_eq!(labels["ipam.spidernet.io/ip-version"], "IPv4");
+    assert_eq!(labels["ipam.spidernet.io/ippool-cidr"], "10-9-0-0-24");
+    let owner = &pool.metadata.owner_references.clone().unwrap()[0];
     assert_eq!(
-        pool.spec.pod_affinity.unwrap().match_labels.unwrap()["app"],
-        "web"
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("SpiderSubnet", "s9")
     );
     assert_eq!(pool.spec.gateway.as_deref(), Some("10.9.0.1"));
     deps.patch(
@@ -1082,6 +1093,112 @@ async fn a_subnet_annotated_deployment_gets_an_auto_pool_that_follows_its_replic
     })
     .await;
     check_invariants(&c).await;
+    op.stop().await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_auto_pool_spiderpool_made_is_adopted_not_duplicated() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let (s, c) = server().await;
+    let subnets: Api<SpiderSubnet> = Api::all(c.clone());
+    let sn: SpiderSubnet = serde_json::from_value(json!({
+        "apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderSubnet",
+        "metadata": {"name": "s9"},
+        "spec": {"ipVersion": 4, "subnet": "10.9.0.0/24", "ips": ["10.9.0.2-10.9.0.100"], "gateway": "10.9.0.1"}
+    }))
+    .unwrap();
+    let sn = subnets.create(&PostParams::default(), &sn).await.unwrap();
+    // The cluster as Spiderpool left it: the Deployment, and its auto pool with Spiderpool's
+    // name, labels, ownerReference and podAffinity, holding 2 addresses for replicas 1 + 1.
+    let deps: Api<Deployment> = Api::namespaced(c.clone(), "apps");
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"},
+                "annotations": {"ipam.spidernet.io/subnet": "{\"ipv4\":[\"s9\"]}"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]}}}
+    }))
+    .unwrap();
+    let d = deps.create(&PostParams::default(), &d).await.unwrap();
+    let uid = d.metadata.uid.clone().unwrap();
+    let last = uid.rsplit('-').next().unwrap();
+    let name = format!("auto4-web-eth0-{}", &last[..5]);
+    let pools: Api<SpiderIPPool> = Api::all(c.clone());
+    let made: SpiderIPPool = serde_json::from_value(json!({
+        "apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderIPPool",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "ipam.spidernet.io/owner-spider-subnet": "s9",
+                "ipam.spidernet.io/owner-application-gv": "apps_v1",
+                "ipam.spidernet.io/owner-application-kind": "Deployment",
+                "ipam.spidernet.io/owner-application-namespace": "apps",
+                "ipam.spidernet.io/owner-application-name": "web",
+                "ipam.spidernet.io/owner-application-uid": uid,
+                "ipam.spidernet.io/interface": "eth0",
+                "ipam.spidernet.io/ippool-reclaim": "true",
+                "ipam.spidernet.io/ip-version": "IPv4",
+                "ipam.spidernet.io/ippool-cidr": "10-9-0-0-24",
+            },
+            "annotations": {"ipam.spidernet.io/ippool-ip-number": "+1"},
+            "ownerReferences": [{"apiVersion": "spiderpool.spidernet.io/v2beta1",
+                "kind": "SpiderSubnet", "name": "s9", "uid": sn.metadata.uid.clone().unwrap(),
+                "controller": true, "blockOwnerDeletion": true}],
+        },
+        "spec": {"ipVersion": 4, "subnet": "10.9.0.0/24", "ips": ["10.9.0.50-10.9.0.51"],
+            "gateway": "10.9.0.1",
+            "podAffinity": {"matchLabels": {
+                "ipam.spidernet.io/app-api-group": "apps",
+                "ipam.spidernet.io/app-api-version": "v1",
+                "ipam.spidernet.io/app-kind": "Deployment",
+                "ipam.spidernet.io/app-namespace": "apps",
+                "ipam.spidernet.io/app-name": "web"}}},
+    }))
+    .unwrap();
+    pools.create(&PostParams::default(), &made).await.unwrap();
+    let mut st = settings(120);
+    st.ipam.enable_spider_subnet = true;
+    let op = start(c.clone(), st, Metrics::new()).await;
+    // Scaled up: the adopted pool grows from its own addresses; no second pool appears.
+    deps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the adopted pool grown to 4",
+        Duration::from_secs(5),
+        || {
+            let pools = pools.clone();
+            let name = name.clone();
+            async move {
+                let p = pools.get(&name).await.unwrap();
+                let n = aipam_core::ranges::IpSet::parse_list(&p.spec.ips.unwrap_or_default())
+                    .unwrap()
+                    .len();
+                if n == 4 {
+                    Ok(())
+                } else {
+                    Err(format!("{n} addresses"))
+                }
+            }
+        },
+    )
+    .await;
+    let all = pools.list(&ListParams::default()).await.unwrap();
+    let names: Vec<String> = all
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .filter(|n| n.starts_with("auto"))
+        .collect();
+    assert_eq!(names, vec![name.clone()], "one auto pool, Spiderpool's");
+    let p = pools.get(&name).await.unwrap();
+    let ips = p.spec.ips.unwrap();
+    assert!(ips.iter().any(|r| r.contains("10.9.0.50")), "{ips:?}");
     op.stop().await;
     s.shutdown().await;
 }

@@ -327,6 +327,14 @@ impl Cache {
             .collect()
     }
 
+    /// The UID of a SpiderSubnet (valid or not), by name.
+    pub fn subnet_uid(&self, name: &str) -> Option<String> {
+        self.read()
+            .subnets
+            .get(name)
+            .and_then(|(s, _)| s.metadata.uid.clone())
+    }
+
     /// Every claim.
     pub fn claims(&self) -> Vec<ClaimEntry> {
         self.read().claims.values().cloned().collect()

@@ -1,5 +1,6 @@
 //! The side effects the Pod hooks need, behind one small trait: create and delete claims, hand a
-//! StatefulSet's claim to its next Pod, write SpiderEndpoints, read a Pod's owners and networks.
+//! StatefulSet's claim to its next Pod, write SpiderEndpoints, read a Pod's owners and networks,
+//! create a third-party controller's SpiderSubnet auto pool.
 //!
 //! [`KubeEffects`] is the implementation over `kube::Client`; [`MemoryEffects`] keeps everything
 //! in memory, so that the handler logic is tested without any server and races are staged at
@@ -10,7 +11,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aipam_crds::{SpiderEndpoint, SpiderIPClaim};
+use aipam_crds::{SpiderEndpoint, SpiderIPClaim, SpiderIPPool};
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -48,6 +49,17 @@ pub enum ClaimCreated {
     },
     /// One of that name exists: somebody holds the address.
     AlreadyExists,
+}
+
+/// What a pool create did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PoolCreated {
+    /// Made: the object as stored.
+    Created(Box<SpiderIPPool>),
+    /// One of that name exists.
+    AlreadyExists,
+    /// The webhook's ServiceAccount may not create SpiderIPPools (the default RBAC).
+    Forbidden,
 }
 
 /// A Pod's direct controller, as read from the API (a ReplicaSet, a Job or a StatefulSet):
@@ -119,6 +131,12 @@ pub trait Effects: Send + Sync + 'static {
         &self,
         endpoint: &SpiderEndpoint,
     ) -> impl Future<Output = Result<(), EffectError>> + Send;
+
+    /// Creates a SpiderIPPool (a third-party controller's auto pool).
+    fn create_pool(
+        &self,
+        pool: &SpiderIPPool,
+    ) -> impl Future<Output = Result<PoolCreated, EffectError>> + Send;
 }
 
 impl<E: Effects> Effects for Arc<E> {
@@ -176,6 +194,12 @@ impl<E: Effects> Effects for Arc<E> {
         endpoint: &SpiderEndpoint,
     ) -> impl Future<Output = Result<(), EffectError>> + Send {
         (**self).replace_endpoint(endpoint)
+    }
+    fn create_pool(
+        &self,
+        pool: &SpiderIPPool,
+    ) -> impl Future<Output = Result<PoolCreated, EffectError>> + Send {
+        (**self).create_pool(pool)
     }
 }
 
@@ -486,6 +510,20 @@ impl Effects for KubeEffects {
         }
     }
 
+    async fn create_pool(&self, pool: &SpiderIPPool) -> Result<PoolCreated, EffectError> {
+        let name = pool.metadata.name.clone().unwrap_or_default();
+        let api: Api<SpiderIPPool> = Api::all(self.client.clone());
+        let pp = PostParams::default();
+        match self.retrying(|| api.create(&pp, pool)).await {
+            Ok(made) => Ok(PoolCreated::Created(Box::new(made))),
+            Err(e) if is_status(&e, |s| s.is_already_exists() || s.code == 409) => {
+                Ok(PoolCreated::AlreadyExists)
+            }
+            Err(e) if is_status(&e, |s| s.code == 403) => Ok(PoolCreated::Forbidden),
+            Err(e) => Err(api_err(&format!("creating SpiderIPPool {name}"), e)),
+        }
+    }
+
     async fn replace_endpoint(&self, endpoint: &SpiderEndpoint) -> Result<(), EffectError> {
         let ns = endpoint.metadata.namespace.clone().unwrap_or_default();
         let name = endpoint.metadata.name.clone().unwrap_or_default();
@@ -539,6 +577,10 @@ pub struct MemoryState {
     pub claims: BTreeMap<String, SpiderIPClaim>,
     /// Endpoints by `namespace/name`.
     pub endpoints: BTreeMap<String, SpiderEndpoint>,
+    /// Pools created (third-party auto pools), by name.
+    pub pools: BTreeMap<String, SpiderIPPool>,
+    /// Pool creation is forbidden (the default RBAC).
+    pub forbid_pools: bool,
     /// ReplicaSets and Jobs by `Kind/namespace/name`.
     pub controllers: BTreeMap<String, ControllerObject>,
     /// Network configurations by `namespace/name`.
@@ -693,6 +735,22 @@ impl Effects for MemoryEffects {
         self.with(|s| {
             s.endpoints.insert(endpoint_key(endpoint), endpoint.clone());
             Ok(())
+        })
+    }
+
+    async fn create_pool(&self, pool: &SpiderIPPool) -> Result<PoolCreated, EffectError> {
+        self.with(|s| {
+            let name = pool.metadata.name.clone().unwrap_or_default();
+            if s.forbid_pools {
+                return Ok(PoolCreated::Forbidden);
+            }
+            if s.pools.contains_key(&name) {
+                return Ok(PoolCreated::AlreadyExists);
+            }
+            let mut made = pool.clone();
+            made.metadata.uid = Some(format!("pool-uid-{name}"));
+            s.pools.insert(name, made.clone());
+            Ok(PoolCreated::Created(Box::new(made)))
         })
     }
 }

@@ -1159,3 +1159,162 @@ async fn a_chosen_address_is_given_or_refused_with_who_holds_it() {
     // Only the first Pod's claim exists: the refusals reserved nothing.
     assert_eq!(claim_count(&w), 1);
 }
+
+const SUBNET_WORLD: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: spiderpool-conf, namespace: aipam-system}
+data: {enableSpiderSubnet: "true"}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderSubnet
+metadata: {name: subnet-30, uid: subnet-30-uid}
+spec: {ipVersion: 4, subnet: 10.30.0.0/24, ips: [10.30.0.10-10.30.0.40], gateway: 10.30.0.1}
+"#;
+
+/// The Deployment web's auto pool as Spiderpool makes it, under a name of its own.
+const SPIDERPOOL_AUTO_POOL: &str = r#"
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata:
+  name: made-by-spiderpool
+  labels:
+    ipam.spidernet.io/owner-spider-subnet: subnet-30
+    ipam.spidernet.io/owner-application-gv: apps_v1
+    ipam.spidernet.io/owner-application-kind: Deployment
+    ipam.spidernet.io/owner-application-namespace: team-a
+    ipam.spidernet.io/owner-application-name: web
+    ipam.spidernet.io/owner-application-uid: 11111111-2222-3333-4444-555555555555
+    ipam.spidernet.io/interface: eth0
+    ipam.spidernet.io/ippool-reclaim: "true"
+    ipam.spidernet.io/ip-version: IPv4
+    ipam.spidernet.io/ippool-cidr: 10-30-0-0-24
+spec:
+  ipVersion: 4
+  subnet: 10.30.0.0/24
+  ips: [10.30.0.20-10.30.0.23]
+  gateway: 10.30.0.1
+  podAffinity:
+    matchLabels:
+      ipam.spidernet.io/app-api-group: apps
+      ipam.spidernet.io/app-api-version: v1
+      ipam.spidernet.io/app-kind: Deployment
+      ipam.spidernet.io/app-namespace: team-a
+      ipam.spidernet.io/app-name: web
+"#;
+
+fn subnet_anno(extra: &[(&str, &str)]) -> Value {
+    let mut a = json!({"ipam.spidernet.io/subnet": "{\"ipv4\": [\"subnet-30\"]}"});
+    for (k, v) in extra {
+        a[*k] = json!(v);
+    }
+    a
+}
+
+#[tokio::test]
+async fn a_deployment_pod_takes_the_auto_pool_spiderpool_made_found_by_its_labels() {
+    let w = world_with(SUBNET_WORLD);
+    let (resp, _) = mutate(&w, "u1", &deployment_pod("team-a", subnet_anno(&[]))).await;
+    assert!(!resp.allowed);
+    assert!(
+        resp.result
+            .message
+            .contains("the SpiderSubnet auto-pool auto4-web-eth0-55555 (4 address(es) from SpiderSubnet subnet-30) does not exist yet"),
+        "{}",
+        resp.result.message
+    );
+    load(SPIDERPOOL_AUTO_POOL, &w.cache, &w.effects).unwrap();
+    let (resp, pod) = mutate(&w, "u2", &deployment_pod("team-a", subnet_anno(&[]))).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    let r = record_of(&pod);
+    assert_eq!(r.interfaces[0].ipv4[0].pool, "made-by-spiderpool");
+    // No pool is made by the webhook for a built-in workload.
+    assert!(w.effects.state().pools.is_empty());
+}
+
+/// A Pod of an OpenKruise CloneSet (docs/usage/third-party-controller.md).
+fn clone_set_pod(annotations: Value) -> Value {
+    json!({
+        "kind": "Pod", "apiVersion": "v1",
+        "metadata": {
+            "generateName": "custom-kruise-cloneset-", "namespace": "team-a",
+            "labels": {"app": "custom-kruise-cloneset"},
+            "annotations": annotations,
+            "ownerReferences": [{"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
+                "name": "custom-kruise-cloneset", "uid": "dddddddd-0000-0000-0000-028d6f4e7a10",
+                "controller": true, "blockOwnerDeletion": true}]
+        },
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    })
+}
+
+#[tokio::test]
+async fn a_third_party_controllers_pod_gets_its_fixed_size_auto_pool_made_at_admission() {
+    let w = world_with(SUBNET_WORLD);
+    // With the default RBAC the webhook may not create pools: the refusal says what to do.
+    w.effects.with(|s| s.forbid_pools = true);
+    let fixed = subnet_anno(&[("ipam.spidernet.io/ippool-ip-number", "3")]);
+    let (resp, _) = mutate(&w, "u0", &clone_set_pod(fixed.clone())).await;
+    assert!(!resp.allowed);
+    assert!(
+        resp.result.message.contains("the webhook may not create SpiderIPPools (its default RBAC): grant its ServiceAccount `create` on spiderippools")
+            && resp.result.message.contains("ipam.spidernet.io/owner-application-kind=CloneSet"),
+        "{}",
+        resp.result.message
+    );
+    w.effects.with(|s| s.forbid_pools = false);
+    // Relative sizes cannot be served: the replicas of a CloneSet are not read.
+    let (resp, _) = mutate(&w, "u1", &clone_set_pod(subnet_anno(&[]))).await;
+    assert!(!resp.allowed);
+    assert!(
+        resp.result.message.contains(
+            "the Pod's controller CloneSet team-a/custom-kruise-cloneset is not a Deployment"
+        ),
+        "{}",
+        resp.result.message
+    );
+    let (resp, pod) = mutate(&w, "u2", &clone_set_pod(fixed.clone())).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    let name = "auto4-custom-kruise-cloneset-eth0-028d6";
+    assert_eq!(record_of(&pod).interfaces[0].ipv4[0].pool, name);
+    let made = w.effects.state().pools[name].clone();
+    let labels = made.metadata.labels.clone().unwrap();
+    assert_eq!(
+        labels["ipam.spidernet.io/owner-application-gv"],
+        "apps.kruise.io_v1alpha1"
+    );
+    assert_eq!(
+        labels["ipam.spidernet.io/owner-application-kind"],
+        "CloneSet"
+    );
+    assert_eq!(
+        made.metadata.annotations.clone().unwrap()["ipam.spidernet.io/ippool-ip-number"],
+        "3"
+    );
+    assert_eq!(
+        made.spec.ips.clone().unwrap(),
+        vec!["10.30.0.10-10.30.0.12"]
+    );
+    assert_eq!(
+        made.metadata.owner_references.clone().unwrap()[0].uid,
+        "subnet-30-uid"
+    );
+    // The next Pods use it; it is made once.
+    let (resp, pod) = mutate(&w, "u3", &clone_set_pod(fixed.clone())).await;
+    assert!(resp.allowed, "{}", resp.result.message);
+    assert_eq!(record_of(&pod).interfaces[0].ipv4[0].pool, name);
+    assert_eq!(w.effects.state().pools.len(), 1);
+    // A subnet too small for the fixed size: refused with what to do.
+    let big = subnet_anno(&[("ipam.spidernet.io/ippool-ip-number", "500")]);
+    let mut p = clone_set_pod(big);
+    p["metadata"]["ownerReferences"][0]["name"] = json!("other");
+    let (resp, _) = mutate(&w, "u4", &p).await;
+    assert!(!resp.allowed);
+    assert!(
+        resp.result
+            .message
+            .contains("SpiderSubnet subnet-30 has 28 free address(es): free some, or ask for fewer with ipam.spidernet.io/ippool-ip-number"),
+        "{}",
+        resp.result.message
+    );
+}

@@ -5,8 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aipam_core::auto_pool;
 use aipam_core::config::CONFIGMAP_NAME;
-use aipam_core::model::Pool;
+use aipam_core::model::{Labels, Pool};
 use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::validate::{
     abbreviate, validate_pool, validate_pool_delete, validate_pool_in_subnets,
@@ -136,8 +137,9 @@ impl PoolHooks {
         recent.push((pool, Instant::now()));
     }
 
-    /// `/mutate-ippool` (CREATE): `spec.ipVersion` from the subnet when absent, and the
-    /// finalizer. The user's `ips` are left as written.
+    /// `/mutate-ippool` (CREATE): `spec.ipVersion` from the subnet when absent, the finalizer,
+    /// the `ippool-cidr` label, and the SpiderSubnet link and inheritance
+    /// ([`PoolHooks::subnet_link_ops`]). The user's `ips` are left as written.
     pub fn mutate_pool(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
         if req.operation != Operation::Create {
             return allow(req);
@@ -185,6 +187,7 @@ impl PoolHooks {
                 value: json!([POOL_FINALIZER]),
             })),
         }
+        ops.extend(self.subnet_link_ops(&raw));
         if ops.is_empty() {
             return allow(req);
         }
@@ -192,6 +195,120 @@ impl PoolHooks {
             Ok(r) => r,
             Err(e) => deny(req, 500, &format!("cannot encode the patch: {e}")),
         }
+    }
+
+    /// Spiderpool's pool mutation beyond the finalizer: the `ipam.spidernet.io/ippool-cidr`
+    /// label on every pool, and, with the SpiderSubnet feature on, the link to the SpiderSubnet
+    /// of the pool's CIDR (controller ownerReference, `owner-spider-subnet` label) and the
+    /// subnet's gateway and routes for a pool that sets none ([`auto_pool::inherit`]).
+    fn subnet_link_ops(&self, raw: &Value) -> Vec<PatchOperation> {
+        let mut ops = Vec::new();
+        let Some(cidr) = raw.pointer("/spec/subnet").and_then(Value::as_str) else {
+            return ops;
+        };
+        let labels: Labels = raw
+            .pointer("/metadata/labels")
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .unwrap_or_default();
+        let mut add_labels: Labels = Labels::new();
+        let cidr_label = auto_pool::cidr_label_value(cidr);
+        if labels.get(auto_pool::LABEL_IPPOOL_CIDR) != Some(&cidr_label) {
+            add_labels.insert(auto_pool::LABEL_IPPOOL_CIDR.to_string(), cidr_label);
+        }
+        let enabled = self
+            .cache
+            .config()
+            .map(|c| c.enable_spider_subnet)
+            .unwrap_or(false);
+        let refs: Vec<Value> = raw
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let controller = refs
+            .iter()
+            .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+            .map(|r| {
+                (
+                    r.get("kind").and_then(Value::as_str).unwrap_or(""),
+                    r.get("name").and_then(Value::as_str).unwrap_or(""),
+                )
+            });
+        let link = enabled
+            .then(|| {
+                auto_pool::inherit(
+                    &auto_pool::PoolAsWritten {
+                        subnet: cidr,
+                        labels: &labels,
+                        controller,
+                        has_gateway: raw.pointer("/spec/gateway").is_some_and(|g| !g.is_null()),
+                        has_routes: raw.pointer("/spec/routes").is_some_and(|r| !r.is_null()),
+                    },
+                    &self.cache.subnets(),
+                )
+            })
+            .flatten();
+        if let Some(link) = &link {
+            if link.set_label {
+                add_labels.insert(
+                    auto_pool::LABEL_OWNER_SUBNET.to_string(),
+                    link.subnet.clone(),
+                );
+            }
+            if let (true, Some(uid)) = (link.set_controller, self.cache.subnet_uid(&link.subnet)) {
+                let owner = json!({
+                    "apiVersion": aipam_crds::API_VERSION, "kind": "SpiderSubnet",
+                    "name": link.subnet, "uid": uid,
+                    "controller": true, "blockOwnerDeletion": true,
+                });
+                ops.push(PatchOperation::Add(AddOperation {
+                    path: if refs.is_empty() {
+                        PointerBuf::from_tokens(["metadata", "ownerReferences"])
+                    } else {
+                        PointerBuf::from_tokens(["metadata", "ownerReferences", "-"])
+                    },
+                    value: if refs.is_empty() {
+                        json!([owner])
+                    } else {
+                        owner
+                    },
+                }));
+            }
+            if let Some(gw) = link.gateway {
+                ops.push(PatchOperation::Add(AddOperation {
+                    path: PointerBuf::from_tokens(["spec", "gateway"]),
+                    value: json!(gw.to_string()),
+                }));
+            }
+            if let Some(routes) = &link.routes {
+                ops.push(PatchOperation::Add(AddOperation {
+                    path: PointerBuf::from_tokens(["spec", "routes"]),
+                    value: json!(routes
+                        .iter()
+                        .map(|r| json!({"dst": r.dst.to_string(), "gw": r.gw.to_string()}))
+                        .collect::<Vec<_>>()),
+                }));
+            }
+        }
+        if !add_labels.is_empty() {
+            if raw
+                .pointer("/metadata/labels")
+                .is_some_and(Value::is_object)
+            {
+                for (k, v) in add_labels {
+                    ops.push(PatchOperation::Add(AddOperation {
+                        path: PointerBuf::from_tokens(["metadata", "labels", k.as_str()]),
+                        value: json!(v),
+                    }));
+                }
+            } else {
+                ops.push(PatchOperation::Add(AddOperation {
+                    path: PointerBuf::from_tokens(["metadata", "labels"]),
+                    value: json!(add_labels),
+                }));
+            }
+        }
+        ops
     }
 
     fn in_use(&self, pool: &str) -> IpSet {

@@ -425,3 +425,89 @@ fn what_spiderpool_accepts_is_admitted_with_warnings_kubectl_prints() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn mutate_links_a_pool_to_its_subnet_and_inherits_as_spiderpool_does() {
+    let (h, cache) = world();
+    load(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: spiderpool-conf, namespace: aipam-system}
+data: {enableSpiderSubnet: "true"}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderSubnet
+metadata: {name: s2, uid: s2-uid}
+spec:
+  ipVersion: 4
+  subnet: 10.2.0.0/24
+  ips: [10.2.0.2-10.2.0.250]
+  gateway: 10.2.0.1
+  vlan: 20
+  routes: [{dst: 10.99.0.0/16, gw: 10.2.0.254}]
+"#,
+        &cache,
+        &MemoryEffects::new(),
+    )
+    .unwrap();
+    let p = pool(
+        "b",
+        json!({"ipVersion": 4, "subnet": "10.2.0.0/24", "ips": ["10.2.0.5"]}),
+    );
+    let out = apply_patch(&p, &h.mutate_pool(&req(POOLS, "CREATE", Some(&p), None))).unwrap();
+    assert_eq!(
+        out["metadata"]["labels"],
+        json!({"ipam.spidernet.io/ippool-cidr": "10-2-0-0-24",
+               "ipam.spidernet.io/owner-spider-subnet": "s2"})
+    );
+    assert_eq!(
+        out["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderSubnet",
+                "name": "s2", "uid": "s2-uid", "controller": true, "blockOwnerDeletion": true}])
+    );
+    assert_eq!(out["spec"]["gateway"], "10.2.0.1");
+    assert_eq!(
+        out["spec"]["routes"],
+        json!([{"dst": "10.99.0.0/16", "gw": "10.2.0.254"}])
+    );
+    assert!(
+        out["spec"].get("vlan").is_none(),
+        "the VLAN is not inherited"
+    );
+    // Its own gateway and an explicit empty route list are kept; an auto pool linked already
+    // gets nothing but what it lacks of the CIDR label.
+    let mut own = pool(
+        "c",
+        json!({"ipVersion": 4, "subnet": "10.2.0.0/24", "ips": ["10.2.0.6"],
+               "gateway": "10.2.0.9", "routes": []}),
+    );
+    own["metadata"]["labels"] = json!({"team": "a"});
+    let out = apply_patch(
+        &own,
+        &h.mutate_pool(&req(POOLS, "CREATE", Some(&own), None)),
+    )
+    .unwrap();
+    assert_eq!(out["spec"]["gateway"], "10.2.0.9");
+    assert_eq!(out["spec"]["routes"], json!([]));
+    assert_eq!(out["metadata"]["labels"]["team"], "a");
+    assert_eq!(
+        out["metadata"]["labels"]["ipam.spidernet.io/owner-spider-subnet"],
+        "s2"
+    );
+    let mut linked = pool(
+        "d",
+        json!({"ipVersion": 4, "subnet": "10.2.0.0/24", "ips": ["10.2.0.7"]}),
+    );
+    linked["metadata"]["labels"] = json!({"ipam.spidernet.io/owner-spider-subnet": "s2",
+        "ipam.spidernet.io/ippool-cidr": "10-2-0-0-24"});
+    linked["metadata"]["ownerReferences"] = json!([{"apiVersion": "spiderpool.spidernet.io/v2beta1",
+        "kind": "SpiderSubnet", "name": "s2", "uid": "s2-uid", "controller": true}]);
+    let out = apply_patch(
+        &linked,
+        &h.mutate_pool(&req(POOLS, "CREATE", Some(&linked), None)),
+    )
+    .unwrap();
+    assert!(out["spec"].get("gateway").is_none());
+    assert_eq!(out["metadata"]["labels"], linked["metadata"]["labels"]);
+}

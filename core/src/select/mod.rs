@@ -21,9 +21,12 @@ use std::fmt;
 use crate::annotations::{
     self, pod_ipam_annotations_as_read, IpNumber, PodIpamAnnotations, SubnetRequest,
 };
+use crate::auto_pool;
 use crate::config::IpamConfig;
 use crate::labels::LabelSelector;
-use crate::model::{multus_name_matches, InterfaceRequest, NamespaceInfo, NodeInfo, PodInfo, Pool};
+use crate::model::{
+    multus_name_matches, InterfaceRequest, NamespaceInfo, NodeInfo, Owner, PodInfo, Pool,
+};
 use crate::ranges::{IpFamily, IpSet};
 use crate::usage::Usage;
 
@@ -156,6 +159,14 @@ pub enum Reason {
         /// The selector.
         selector: String,
     },
+    /// An auto pool whose `spec.podAffinity` names another application than the Pod's
+    /// controller (Spiderpool's match labels `ipam.spidernet.io/app-*`).
+    AutoPoolAffinity {
+        /// The selector.
+        selector: String,
+        /// The Pod's controller (`Kind namespace/name`), if it has one.
+        owner: Option<String>,
+    },
     /// The interface's network is not in `spec.multusName`.
     MultusName {
         /// The interface's network, if any.
@@ -207,6 +218,14 @@ impl fmt::Display for Reason {
             Reason::PodAffinity { selector } => write!(
                 f,
                 "the Pod's labels do not match its spec.podAffinity ({selector})"
+            ),
+            Reason::AutoPoolAffinity { selector, owner: Some(o) } => write!(
+                f,
+                "it is the SpiderSubnet auto pool of another application: its spec.podAffinity ({selector}) does not name the Pod's controller {o}"
+            ),
+            Reason::AutoPoolAffinity { selector, owner: None } => write!(
+                f,
+                "it is the SpiderSubnet auto pool of an application (spec.podAffinity {selector}) and the Pod has no controller"
             ),
             Reason::MultusName { network: Some(n) } => {
                 write!(f, "network {n} is not in its spec.multusName")
@@ -355,6 +374,24 @@ pub enum Problem {
         /// The annotation key.
         key: &'static str,
     },
+    /// The Pod's controller is not a built-in workload kind (an OpenKruise CloneSet...), and
+    /// the pool size is given relative to replicas, which cannot be read for it.
+    ThirdPartyNeedsFixedNumber {
+        /// The interface.
+        interface: String,
+        /// The controller, `Kind namespace/name`.
+        owner: String,
+    },
+    /// Several SpiderIPPools carry the auto pool labels of this application, subnet, family
+    /// and interface.
+    AutoPoolAmbiguous {
+        /// The interface.
+        interface: String,
+        /// The family.
+        family: IpFamily,
+        /// The pools, by name.
+        pools: Vec<String>,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -403,6 +440,17 @@ impl fmt::Display for Problem {
                 f,
                 "annotation {key} cannot be served: auto-pools are off (enableAutoPoolForApplication: false in spiderpool-conf; Spiderpool refuses these Pods too); remove the annotation and name pools with {}, or set enableAutoPoolForApplication: true",
                 annotations::ANNO_IPPOOL
+            ),
+            Problem::ThirdPartyNeedsFixedNumber { interface, owner } => write!(
+                f,
+                "interface {interface}: the Pod's controller {owner} is not a Deployment, ReplicaSet, StatefulSet, DaemonSet, Job or CronJob, so its replicas cannot be read: set {} to a fixed number of addresses (like \"5\"), as Spiderpool requires for third-party controllers",
+                annotations::ANNO_IPPOOL_IP_NUMBER
+            ),
+            Problem::AutoPoolAmbiguous { interface, family, pools } => write!(
+                f,
+                "interface {interface}: {} SpiderIPPools carry this application's {family} auto pool labels ({}); an application has one auto pool per subnet, family and interface: delete or relabel all but one",
+                pools.len(),
+                pools.join(", ")
             ),
         }
     }
@@ -761,28 +809,6 @@ fn choose_rule(
     }))
 }
 
-/// Spiderpool's name for an application's auto-created pool:
-/// `auto{4|6}-{kind}-{namespace}-{name}-{interface}-{last group of the controller UID}`.
-pub fn auto_pool_name(
-    family: IpFamily,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    interface: &str,
-    uid: &str,
-) -> String {
-    let last = uid.rsplit('-').next().unwrap_or(uid);
-    format!(
-        "auto{}-{}-{}-{}-{}-{}",
-        family.version(),
-        kind.to_lowercase(),
-        namespace.to_lowercase(),
-        name.to_lowercase(),
-        interface.to_lowercase(),
-        last.to_lowercase()
-    )
-}
-
 fn auto_pool_plan(
     input: &SelectionInput<'_>,
     annos: &PodIpamAnnotations,
@@ -801,6 +827,15 @@ fn auto_pool_plan(
             family,
         })?;
     let owner = input.pod.owner.as_ref().filter(|o| o.kind != "Pod");
+    if let Some(o) = owner {
+        let fixed = matches!(annos.ip_number, Some(IpNumber::Fixed(_)));
+        if !fixed && auto_pool::is_third_party(&o.api_version, &o.kind) {
+            return Err(Problem::ThirdPartyNeedsFixedNumber {
+                interface: iface.name.clone(),
+                owner: format!("{} {}/{}", o.kind, input.pod.namespace, o.name),
+            });
+        }
+    }
     let desired_ips = match (annos.ip_number, owner) {
         (Some(IpNumber::Fixed(n)), _) => n,
         (Some(IpNumber::Flexible(extra)), Some(o)) => o.replicas.unwrap_or(1).saturating_add(extra),
@@ -813,18 +848,29 @@ fn auto_pool_plan(
         }
     };
     let pool = match owner {
-        Some(o) => auto_pool_name(
+        Some(o) => {
+            let app = owner_app(o, &input.pod.namespace);
+            let key = auto_pool::Key {
+                app: &app,
+                subnet,
+                family,
+                interface: &iface.name,
+            };
+            let pools = input.pools.iter().map(|(n, p)| (n.as_str(), &p.labels));
+            match auto_pool::find_for_pod(pools, &key) {
+                auto_pool::Found::Pool(name) => name,
+                auto_pool::Found::Missing => key.pool_name(),
+                auto_pool::Found::Ambiguous(pools) => {
+                    return Err(Problem::AutoPoolAmbiguous {
+                        interface: iface.name.clone(),
+                        family,
+                        pools,
+                    })
+                }
+            }
+        }
+        None => auto_pool::pool_name(
             family,
-            &o.kind,
-            &input.pod.namespace,
-            &o.name,
-            &iface.name,
-            &o.uid,
-        ),
-        None => auto_pool_name(
-            family,
-            "pod",
-            &input.pod.namespace,
             input.pod.name.as_deref().unwrap_or("unnamed"),
             &iface.name,
             "",
@@ -836,6 +882,17 @@ fn auto_pool_plan(
         desired_ips,
         reclaim: annos.reclaim.unwrap_or(true),
     })
+}
+
+/// A Pod's controller as the auto pool rules see it.
+pub fn owner_app(o: &Owner, namespace: &str) -> auto_pool::App {
+    auto_pool::App {
+        api_version: o.api_version.clone(),
+        kind: o.kind.clone(),
+        namespace: namespace.to_string(),
+        name: o.name.clone(),
+        uid: o.uid.clone(),
+    }
 }
 
 /// Expands wildcard names, applies every filter and sorts the survivors.
@@ -927,6 +984,12 @@ pub fn pool_serves_node(pool: &Pool, node: &NodeInfo) -> Result<bool, Reason> {
 }
 
 /// `Ok(zone)` when the pool may serve; `zone` says it depends on the node the Pod lands on.
+/// Whether a `podAffinity` is Spiderpool's auto pool affinity (it names the application with
+/// `ipam.spidernet.io/app-name`), not a selector of Pod labels (aipam's earlier auto pools).
+fn is_auto_affinity(sel: &LabelSelector) -> bool {
+    sel.match_labels.contains_key(auto_pool::AFFINITY_APP_NAME)
+}
+
 fn check_pool(
     input: &SelectionInput<'_>,
     iface: &InterfaceRequest,
@@ -995,7 +1058,24 @@ fn check_pool(
             });
         }
     }
-    if let Some(sel) = &pool.pod_affinity {
+    if let Some(sel) = pool
+        .pod_affinity
+        .as_ref()
+        .filter(|s| auto_pool::is_auto_pool(&pool.labels) && is_auto_affinity(s))
+    {
+        // Spiderpool: an auto pool's podAffinity names the application, not its Pods' labels.
+        let owner = input
+            .pod
+            .owner
+            .as_ref()
+            .map(|o| owner_app(o, &input.namespace.name));
+        if !auto_pool::affinity_matches(sel, owner.as_ref()) {
+            return Err(Reason::AutoPoolAffinity {
+                selector: sel.to_string(),
+                owner: owner.map(|o| format!("{} {}/{}", o.kind, o.namespace, o.name)),
+            });
+        }
+    } else if let Some(sel) = &pool.pod_affinity {
         if !selector_matches(sel, &input.pod.labels, "spec.podAffinity")? {
             return Err(Reason::PodAffinity {
                 selector: sel.to_string(),

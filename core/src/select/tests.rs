@@ -781,14 +781,153 @@ fn subnet_annotation_plans_the_applications_auto_pool() {
         fs.auto_pool,
         Some(AutoPoolPlan {
             subnet: "subnet-6".to_string(),
-            pool: "auto4-deployment-team-a-web-eth0-4c5d6e7f8a9b".to_string(),
+            pool: "auto4-web-eth0-4c5d6".to_string(),
             desired_ips: 5,
             reclaim: true,
         })
     );
+    assert_eq!(pools_of(&s, 0, 0), vec!["auto4-web-eth0-4c5d6"]);
+}
+
+fn web_owner() -> Owner {
+    Owner {
+        api_version: "apps/v1".to_string(),
+        kind: "Deployment".to_string(),
+        name: "web".to_string(),
+        uid: "0b2a1f3e-1111-2222-3333-4c5d6e7f8a9b".to_string(),
+        replicas: Some(3),
+    }
+}
+
+/// An auto pool exactly as Spiderpool makes it for `owner` in namespace team-a.
+fn spiderpool_auto_pool(name: &str, owner: &Owner, ips: &[&str]) -> Pool {
+    let app = owner_app(owner, "team-a");
+    let key = auto_pool::Key {
+        app: &app,
+        subnet: "subnet-6",
+        family: IpFamily::V4,
+        interface: "eth0",
+    };
+    let mut p = mk_pool(name, "10.6.0.0/16", ips);
+    p.labels = key.labels(true, "10.6.0.0/16");
+    p.pod_affinity = Some(auto_pool::pod_affinity(&app));
+    p
+}
+
+#[test]
+fn an_auto_pool_spiderpool_made_is_found_by_its_labels_and_serves_its_application_only() {
+    let mut pools = vec![spiderpool_auto_pool(
+        "any-name-at-all",
+        &web_owner(),
+        &["10.6.0.10-10.6.0.14"],
+    )];
+    pools.push(mk_pool(
+        "auto4-web-eth0-4c5d6",
+        "10.6.0.0/16",
+        &["10.6.1.1"],
+    ));
+    let mut w = World::new(pools);
+    w.config.enable_spider_subnet = true;
+    let mut pod = mk_pod(
+        "team-a",
+        &[("ipam.spidernet.io/subnet", r#"{"ipv4": ["subnet-6"]}"#)],
+    );
+    pod.owner = Some(web_owner());
+    let s = w.select(&pod, &team_a(), None, &[]).unwrap();
+    // Found by labels, not by the name aipam would give it; its podAffinity names the
+    // Deployment, not labels of the Pod (which has none).
+    assert_eq!(pools_of(&s, 0, 0), vec!["any-name-at-all"]);
     assert_eq!(
-        pools_of(&s, 0, 0),
-        vec!["auto4-deployment-team-a-web-eth0-4c5d6e7f8a9b"]
+        s.interfaces[0].families[0].auto_pool.as_ref().unwrap().pool,
+        "any-name-at-all"
+    );
+    // A pool of another application named by the Pod's own annotation is refused with the
+    // reason.
+    let mut other = web_owner();
+    other.name = "api".to_string();
+    let mut pod2 = mk_pod(
+        "team-a",
+        &[(
+            "ipam.spidernet.io/ippool",
+            r#"{"ipv4": ["any-name-at-all"]}"#,
+        )],
+    );
+    pod2.owner = Some(other);
+    let err = w
+        .select(&pod2, &team_a(), None, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "pool any-name-at-all: it is the SpiderSubnet auto pool of another application"
+        ) && err.contains("does not name the Pod's controller Deployment team-a/api"),
+        "{err}"
+    );
+}
+
+#[test]
+fn two_pools_with_one_applications_labels_are_refused() {
+    let o = web_owner();
+    let mut w = World::new(vec![
+        spiderpool_auto_pool("a", &o, &["10.6.0.10"]),
+        spiderpool_auto_pool("b", &o, &["10.6.0.11"]),
+    ]);
+    w.config.enable_spider_subnet = true;
+    let mut pod = mk_pod(
+        "team-a",
+        &[("ipam.spidernet.io/subnet", r#"{"ipv4": ["subnet-6"]}"#)],
+    );
+    pod.owner = Some(o);
+    let err = w
+        .select(&pod, &team_a(), None, &[])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "interface eth0: 2 SpiderIPPools carry this application's IPv4 auto pool labels (a, b); an application has one auto pool per subnet, family and interface: delete or relabel all but one"
+    );
+}
+
+#[test]
+fn a_third_party_controller_needs_a_fixed_pool_size() {
+    let mut w = priority_world();
+    w.config.enable_spider_subnet = true;
+    let clone_set = Owner {
+        api_version: "apps.kruise.io/v1alpha1".to_string(),
+        kind: "CloneSet".to_string(),
+        name: "custom-kruise-cloneset".to_string(),
+        uid: "5c3a-b1e2-028d6f4e7a10".to_string(),
+        replicas: None,
+    };
+    for anno in [None, Some("+2")] {
+        let mut a = vec![("ipam.spidernet.io/subnet", r#"{"ipv4": ["subnet-6"]}"#)];
+        if let Some(n) = anno {
+            a.push(("ipam.spidernet.io/ippool-ip-number", n));
+        }
+        let mut pod = mk_pod("team-a", &a);
+        pod.owner = Some(clone_set.clone());
+        let err = w
+            .select(&pod, &team_a(), None, &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "interface eth0: the Pod's controller CloneSet team-a/custom-kruise-cloneset is not a Deployment, ReplicaSet, StatefulSet, DaemonSet, Job or CronJob, so its replicas cannot be read: set ipam.spidernet.io/ippool-ip-number to a fixed number of addresses (like \"5\"), as Spiderpool requires for third-party controllers"
+        );
+    }
+    let mut pod = mk_pod(
+        "team-a",
+        &[
+            ("ipam.spidernet.io/subnet", r#"{"ipv4": ["subnet-6"]}"#),
+            ("ipam.spidernet.io/ippool-ip-number", "5"),
+        ],
+    );
+    pod.owner = Some(clone_set);
+    let s = w.select(&pod, &team_a(), None, &[]).unwrap();
+    let plan = s.interfaces[0].families[0].auto_pool.clone().unwrap();
+    assert_eq!(
+        (plan.pool.as_str(), plan.desired_ips),
+        ("auto4-custom-kruise-cloneset-eth0-028d6", 5)
     );
 }
 

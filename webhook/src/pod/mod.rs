@@ -22,9 +22,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aipam_core::affinity;
+use aipam_core::auto_pool;
 use aipam_core::model::Owner;
+use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::reservation::reservation_id;
+use aipam_core::select;
+use aipam_crds::auto_pool::new_pool;
 use aipam_crds::record::required_node_terms;
+use aipam_crds::SpiderIPPool;
 use aipam_rules::owner;
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
@@ -34,7 +39,7 @@ use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use crate::cache::Cache;
-use crate::effects::Effects;
+use crate::effects::{Effects, PoolCreated};
 use crate::metrics::Metrics;
 use crate::network::{self, InterfaceOptions};
 use crate::response::{allow, deny};
@@ -146,6 +151,98 @@ impl<E: Effects> PodHooks<E> {
         Some(owner::top_owner(direct, facts))
     }
 
+    /// Makes a third-party controller's auto pool, as Spiderpool's IPAM does at allocation:
+    /// Spiderpool's name, labels, SpiderSubnet owner and podAffinity, the fixed number of
+    /// addresses the Pod asks for, carved from the subnet's free addresses; then the cache
+    /// holds it, so that this admission uses it at once.
+    async fn make_auto_pool(
+        &self,
+        namespace: &str,
+        owner: &Owner,
+        m: &plan::MissingAutoPool,
+        snap: &crate::cache::Snapshot,
+    ) -> Result<(), Refused> {
+        let not_made = |why: String| Refused::auto_pool_not_made(&m.interface, &m.plan, &why);
+        let Some(subnet) = self
+            .cache
+            .subnets()
+            .into_iter()
+            .find(|s| s.name == m.plan.subnet)
+        else {
+            return Err(not_made(format!(
+                "no valid SpiderSubnet {} exists: create it, or name another in {}",
+                m.plan.subnet,
+                aipam_core::annotations::ANNO_SUBNET
+            )));
+        };
+        if subnet.family != m.family {
+            return Err(not_made(format!(
+                "SpiderSubnet {} is {}, but this is the {} pool: name an {} subnet there",
+                subnet.name, subnet.family, m.family, m.family
+            )));
+        }
+        let reserved = match m.family {
+            IpFamily::V4 => &snap.reserved_v4,
+            IpFamily::V6 => &snap.reserved_v6,
+        };
+        let free = auto_pool::free_in_subnet(&subnet, snap.pools.values(), reserved);
+        let ips = auto_pool::resize(&IpSet::new(), m.plan.desired_ips, &free, &IpSet::new())
+            .filter(|ips| ips.len() >= u128::from(m.plan.desired_ips))
+            .ok_or_else(|| {
+                not_made(format!(
+                    "SpiderSubnet {} has {} free address(es): free some, or ask for fewer with {}",
+                    subnet.name,
+                    free.len(),
+                    aipam_core::annotations::ANNO_IPPOOL_IP_NUMBER
+                ))
+            })?;
+        let app = select::owner_app(owner, namespace);
+        let key = auto_pool::Key {
+            app: &app,
+            subnet: &subnet.name,
+            family: m.family,
+            interface: &m.interface,
+        };
+        let uid = self.cache.subnet_uid(&subnet.name).unwrap_or_default();
+        let object = new_pool(
+            &key,
+            m.plan.reclaim,
+            &m.plan.desired_ips.to_string(),
+            &subnet,
+            &uid,
+            &ips,
+        );
+        let pool: SpiderIPPool = serde_json::from_value(object)
+            .map_err(|e| not_made(format!("the pool does not encode ({e})")))?;
+        match self
+            .effects
+            .create_pool(&pool)
+            .await
+            .map_err(|e| Refused::failed_call(&e))?
+        {
+            PoolCreated::Created(made) => {
+                info!(pool = %m.plan.pool, owner = %format!("{} {namespace}/{}", owner.kind, owner.name),
+                    addresses = %ips, "made a third-party controller's auto-pool");
+                self.cache.apply(crate::cache::Object::Pool(made));
+                Ok(())
+            }
+            PoolCreated::AlreadyExists => Err(not_made(
+                "another admission is making it now; the controller's next try is admitted".into(),
+            )),
+            PoolCreated::Forbidden => {
+                let labels: Vec<String> = key
+                    .labels(m.plan.reclaim, &subnet.subnet.to_string())
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                Err(not_made(format!(
+                    "the webhook may not create SpiderIPPools (its default RBAC): grant its ServiceAccount `create` on spiderippools (docs/reference.md, \"Third-party controllers\"), or create the pool yourself with these labels: {}",
+                    labels.join(",")
+                )))
+            }
+        }
+    }
+
     /// `/mutate-pod`.
     pub async fn mutate(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
         let mut warnings = Vec::new();
@@ -196,6 +293,20 @@ impl<E: Effects> PodHooks<E> {
             if req.dry_run {
                 return Ok(patch::unserved(with_record));
             }
+            // A third-party controller's auto pool is made here, as Spiderpool's agent makes it.
+            let missing = plan::missing_auto_pools(&plan, &snap);
+            let (snap, plan) = match (missing.is_empty(), facts.owner.as_ref()) {
+                (false, Some(owner)) => {
+                    for m in &missing {
+                        self.make_auto_pool(&screened.namespace, owner, m, &snap)
+                            .await?;
+                    }
+                    let snap = self.cache.snapshot();
+                    let plan = plan::plan(&screened, &facts, &pod, &snap, &self.cache)?;
+                    (snap, plan)
+                }
+                _ => (snap, plan),
+            };
             let started = Instant::now();
             let id = reservation_id(&req.uid);
             let who = Claimant {

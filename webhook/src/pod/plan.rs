@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use aipam_core::auto_pool;
 use aipam_core::config::IpamConfig;
 use aipam_core::model::{InterfaceRequest, NamespaceInfo, NodeInfo, Owner, PodInfo};
 use aipam_core::ranges::{IpFamily, IpSet};
 use aipam_core::reservation::{ReservedAddress, ANNO_RESERVATION, ANNO_SKIP, LABEL_NAMESPACE_IPAM};
-use aipam_core::select::{select, FamilySelection, Selection, SelectionInput};
+use aipam_core::select::{select, AutoPoolPlan, FamilySelection, Selection, SelectionInput};
 use aipam_core::usage::Usage;
 use aipam_crds::IpVersion;
 use k8s_openapi::api::core::v1::Pod;
@@ -180,16 +181,53 @@ pub(crate) fn plan<U: Usage>(
         reserved_v6: &snap.reserved_v6,
     })
     .map_err(|r| Refused::selection(&r))?;
+    let third_party = facts
+        .owner
+        .as_ref()
+        .is_some_and(|o| auto_pool::is_third_party(&o.api_version, &o.kind));
     for i in &selection.interfaces {
         for fs in &i.families {
             if let Some(auto) = &fs.auto_pool {
-                if !snap.pools.contains_key(&auto.pool) {
+                // A third-party controller's pool is made at admission ([`missing_auto_pools`]).
+                if !snap.pools.contains_key(&auto.pool) && !third_party {
                     return Err(Refused::auto_pool_missing(&i.interface, auto));
                 }
             }
         }
     }
     Ok(selection)
+}
+
+/// An auto pool the selection names and the cluster lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MissingAutoPool {
+    /// The interface.
+    pub interface: String,
+    /// The family.
+    pub family: IpFamily,
+    /// The pool planned.
+    pub plan: AutoPoolPlan,
+}
+
+/// The auto pools of a selection that do not exist yet: for a third-party controller, the
+/// webhook makes them at admission, as Spiderpool's IPAM does at allocation (its controller
+/// cannot read the replicas of kinds it does not know, so it never makes them).
+pub(crate) fn missing_auto_pools(selection: &Selection, snap: &Snapshot) -> Vec<MissingAutoPool> {
+    let mut out = Vec::new();
+    for i in &selection.interfaces {
+        for fs in &i.families {
+            if let Some(auto) = &fs.auto_pool {
+                if !snap.pools.contains_key(&auto.pool) {
+                    out.push(MissingAutoPool {
+                        interface: i.interface.clone(),
+                        family: fs.family,
+                        plan: auto.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A kept StatefulSet claim to take over for one interface and family.

@@ -97,6 +97,14 @@ impl Refused {
         ))
     }
 
+    /// A third-party controller's auto pool cannot be made now; `why` says what to do.
+    pub(crate) fn auto_pool_not_made(interface: &str, plan: &AutoPoolPlan, why: &str) -> Refused {
+        Refused::forbidden(format!(
+            "interface {interface}: the SpiderSubnet auto-pool {} ({} address(es) from SpiderSubnet {}) for the Pod's third-party controller cannot be made: {why}",
+            plan.pool, plan.desired_ips, plan.subnet
+        ))
+    }
+
     /// No candidate pool of one family gave an address.
     pub(crate) fn no_address(miss: &FamilyMiss) -> Refused {
         Refused::forbidden(miss.to_string())
