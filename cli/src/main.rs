@@ -1,6 +1,7 @@
 //! `aipamctl`: the command-line tool for cluster admins and GitOps pipelines.
 
 mod cluster;
+mod free;
 mod inspect;
 mod manifests;
 mod migrate;
@@ -84,6 +85,18 @@ enum Command {
         /// Print what would be written; write nothing.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        cluster: cluster::ClusterArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Against a cluster: for each pool (or the pools named), the free addresses as ranges,
+    /// the counts, and who holds every address in use (the Pod, or why none is named).
+    /// Exits 1 when a pool named does not exist.
+    Free {
+        /// Pools to show (default: all).
+        pools: Vec<String>,
         #[command(flatten)]
         cluster: cluster::ClusterArgs,
         /// Output format.
@@ -221,6 +234,24 @@ fn run() -> Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
                 Err(e) => Err(e.into()),
+            }
+        }
+        Command::Free {
+            pools,
+            cluster,
+            output,
+        } => {
+            let (space, unknown) = runtime()?.block_on(async {
+                let client = cluster::connect(&cluster).await?;
+                let snap = cluster::snapshot(&client, &cluster.config_namespace).await?;
+                Ok::<_, cluster::ClusterError>(free::free(&snap, &pools))
+            })?;
+            emit(output, &space, || free::render(&space))?;
+            if unknown.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("error: no SpiderIPPool named {}", unknown.join(", "));
+                Ok(ExitCode::from(1))
             }
         }
         Command::Status { cluster, output } => {

@@ -479,6 +479,44 @@ async fn inspect_explains_a_refusal_when_every_pool_is_excluded() {
     c.server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_shows_the_free_ranges_and_who_holds_what() {
+    let c = cluster().await;
+    let kc = c.kubeconfig.to_str().unwrap();
+    let out = aipamctl(&["free", "small-v4", "--kubeconfig", kc], None).await;
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(
+            "small-v4  10.1.0.0/24  total 4  used 3  free 1 (25%)\n  free: 10.1.0.13\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("10.1.0.10                               eth0   team-a/web"),
+        "{text}"
+    );
+    assert!(
+        text.contains("10.1.0.12                               eth0   reservation r-new waits for its Pod in namespace team-a"),
+        "{text}"
+    );
+    let j: Value = serde_json::from_str(&stdout(
+        &aipamctl(&["free", "--kubeconfig", kc, "-o", "json"], None).await,
+    ))
+    .unwrap();
+    let zone = j
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "zone-b-v4")
+        .unwrap();
+    assert_eq!(zone["freeRanges"], json!(["10.3.0.10-10.3.0.109"]));
+    assert_eq!(zone["free"], 100);
+    let missing = aipamctl(&["free", "no-such-pool", "--kubeconfig", kc], None).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no SpiderIPPool named no-such-pool"));
+    drop(c.server);
+}
+
 #[tokio::test]
 async fn a_missing_kubeconfig_is_reported_not_panicked() {
     let o = aipamctl(&["status", "--kubeconfig", "/nonexistent/kubeconfig"], None).await;
