@@ -39,6 +39,9 @@ pub struct Settings {
     pub autopool_interval: Duration,
     /// The cluster configuration (`spiderpool-conf`): SpiderSubnet feature and auto-pool sizes.
     pub ipam: aipam_core::config::IpamConfig,
+    /// A pool whose allocated share reaches this percentage gets a `PoolNearlyFull` warning
+    /// event and its `aipam_operator_pool_above_fullness_threshold` gauge set; 0 is off.
+    pub pool_fullness_percent: u8,
 }
 
 impl Default for Settings {
@@ -51,6 +54,7 @@ impl Default for Settings {
             reporter: "aipam-operator".to_string(),
             autopool_interval: Duration::from_secs(2),
             ipam: aipam_core::config::IpamConfig::default(),
+            pool_fullness_percent: 90,
         }
     }
 }

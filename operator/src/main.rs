@@ -49,6 +49,10 @@ struct Args {
     /// Pool counters are recomputed at most this often, in milliseconds.
     #[arg(long, default_value_t = 500)]
     status_interval_ms: u64,
+    /// A pool whose allocated share reaches this percentage gets a PoolNearlyFull warning
+    /// event, and a Normal PoolBelowThreshold one when it goes back under; 0 turns it off.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pool_fullness_percent: u8,
     /// Namespace of the spiderpool-conf ConfigMap (defaults to the Lease namespace).
     #[arg(long)]
     config_namespace: Option<String>,
@@ -185,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
         gc_interval: args.gc_interval,
         status_interval: Duration::from_millis(args.status_interval_ms),
         ipam: config.clone(),
+        pool_fullness_percent: args.pool_fullness_percent,
         ..Settings::default()
     };
     let metrics = Metrics::new();

@@ -58,6 +58,10 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Status writes made to pools.
     pub status_writes: Counter,
+    /// 1 while a pool is at or above the fullness threshold (`--pool-fullness-percent`).
+    pub pool_above_threshold: Family<Labels, Gauge>,
+    /// Crossings of the fullness threshold, by pool and direction (`up`, `down`).
+    pub pool_threshold_crossings: Family<Labels, Counter>,
     /// The series Spiderpool's controller exports, under its names, where aipam measures the
     /// same thing (`docs/reference.md`, Metrics).
     pub spiderpool: SpiderpoolMetrics,
@@ -163,6 +167,8 @@ impl Metrics {
             pool_total: Family::default(),
             leader: Gauge::default(),
             status_writes: Counter::default(),
+            pool_above_threshold: Family::default(),
+            pool_threshold_crossings: Family::default(),
             spiderpool,
             ready: Arc::new(AtomicBool::new(false)),
         };
@@ -211,6 +217,16 @@ impl Metrics {
             "Status writes made to SpiderIPPools",
             m.status_writes.clone(),
         );
+        r.register(
+            "pool_above_fullness_threshold",
+            "1 while a SpiderIPPool's allocated share is at or above --pool-fullness-percent",
+            m.pool_above_threshold.clone(),
+        );
+        r.register(
+            "pool_fullness_threshold_crossings",
+            "A SpiderIPPool's allocated share crossing --pool-fullness-percent, up or down",
+            m.pool_threshold_crossings.clone(),
+        );
         Metrics {
             registry: Arc::new(root),
             ..m
@@ -253,6 +269,20 @@ impl Metrics {
     }
 
     /// Sets a pool's gauges.
+    /// A pool's side of the fullness threshold.
+    pub fn pool_fullness(&self, pool: &str, above: bool) {
+        self.pool_above_threshold
+            .get_or_create(&labels(&[("pool", pool)]))
+            .set(i64::from(above));
+    }
+
+    /// One crossing of the fullness threshold (`up` or `down`).
+    pub fn fullness_crossed(&self, pool: &str, direction: &str) {
+        self.pool_threshold_crossings
+            .get_or_create(&labels(&[("pool", pool), ("direction", direction)]))
+            .inc();
+    }
+
     pub fn pool(&self, pool: &str, allocated: i64, total: i64) {
         let l = labels(&[("pool", pool)]);
         self.pool_allocated.get_or_create(&l).set(allocated);

@@ -16,7 +16,9 @@ use aipam_core::reservation::LABEL_POOL;
 use aipam_core::validate::validate_subnet;
 use aipam_crds::convert::subnet_draft;
 use aipam_crds::{SpiderIPClaim, SpiderIPPool, SpiderSubnet};
-use aipam_rules::counters::{allocated_per_pool, subnet_counts};
+use aipam_rules::counters::{
+    allocated_per_pool, at_or_above, fullness_crossing, subnet_counts, Crossing,
+};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
@@ -97,6 +99,39 @@ pub async fn flush_status(ctx: &Ctx) -> Result<usize, Error> {
                 tracing::warn!(pool = %name, error = %e, "cannot write pool status");
                 continue;
             }
+        }
+        let threshold = ctx.settings.pool_fullness_percent;
+        let before = st.allocated_ip_count.zip(st.total_ip_count);
+        ctx.metrics
+            .pool_fullness(&name, at_or_above(alloc, total, threshold));
+        if let Some(c) = fullness_crossing(before, (alloc, total), threshold) {
+            let (warning, reason, direction, text) = match c {
+                Crossing::Up => (
+                    true,
+                    "PoolNearlyFull",
+                    "up",
+                    format!(
+                        "pool {name} has {alloc} of its {total} addresses allocated, at or above the threshold of {threshold}% (--pool-fullness-percent): add addresses or a backup pool before Pods are refused"
+                    ),
+                ),
+                Crossing::Down => (
+                    false,
+                    "PoolBelowThreshold",
+                    "down",
+                    format!(
+                        "pool {name} has {alloc} of its {total} addresses allocated, back under the threshold of {threshold}%"
+                    ),
+                ),
+            };
+            ctx.metrics.fullness_crossed(&name, direction);
+            ctx.event(
+                &pool_ref(&name, pool.metadata.uid.as_deref()),
+                warning,
+                reason,
+                "Count",
+                text,
+            )
+            .await;
         }
         let was_full =
             st.allocated_ip_count.is_some() && st.allocated_ip_count >= st.total_ip_count;

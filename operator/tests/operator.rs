@@ -1242,3 +1242,67 @@ async fn only_one_replica_leads_and_the_other_takes_over() {
     assert_eq!(out, 42);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_pool_crossing_the_fullness_threshold_gets_an_event_and_a_metric_each_way() {
+    let (s, c) = server().await;
+    let op = operator(&c, 600).await;
+    // 9 of p6's 10 addresses: 90%, the default threshold.
+    let ips: Vec<String> = (10..19).map(|i| format!("10.6.0.{i}")).collect();
+    for (i, ip) in ips.iter().enumerate() {
+        let ip: &'static str = Box::leak(ip.clone().into_boxed_str());
+        reserve(&c, &admit(&format!("fill-{i}"), &[("p6", ip)])).await;
+    }
+    let metrics = op.ctx.metrics.clone();
+    eventually("the pool above its threshold", Duration::from_secs(5), || {
+        let text = metrics.encode();
+        async move {
+            (text.contains("aipam_operator_pool_above_fullness_threshold{pool=\"p6\"} 1")
+                && text.contains(
+                    "aipam_operator_pool_fullness_threshold_crossings_total{pool=\"p6\",direction=\"up\"} 1",
+                ))
+            .then_some(())
+            .ok_or(text)
+        }
+    })
+    .await;
+    // Two released: 70%, back under.
+    for n in ["p6.10.6.0.10", "p6.10.6.0.11"] {
+        claims_api(&c)
+            .delete(n, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    eventually("the pool back under its threshold", Duration::from_secs(5), || {
+        let text = metrics.encode();
+        async move {
+            (text.contains("aipam_operator_pool_above_fullness_threshold{pool=\"p6\"} 0")
+                && text.contains(
+                    "aipam_operator_pool_fullness_threshold_crossings_total{pool=\"p6\",direction=\"down\"} 1",
+                ))
+            .then_some(())
+            .ok_or(text)
+        }
+    })
+    .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(c.clone());
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("p6"))
+        .filter_map(|e| e.reason.clone())
+        .collect();
+    assert!(
+        reasons.contains(&"PoolNearlyFull".to_string()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"PoolBelowThreshold".to_string()),
+        "{reasons:?}"
+    );
+    op.stop().await;
+    s.shutdown().await;
+}

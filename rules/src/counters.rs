@@ -1,5 +1,5 @@
-//! Counters: claims per pool, a SpiderSubnet's allocated and total addresses, and the
-//! addresses held twice (always none).
+//! Counters: claims per pool, a SpiderSubnet's allocated and total addresses, the addresses
+//! held twice (always none), and a pool crossing its fullness threshold.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,6 +54,40 @@ where
         }
     }
     dup
+}
+
+/// Whether `allocated` of `total` addresses is at or above `percent` (1 to 100). A threshold of
+/// 0 is off, and so is a pool with nothing to hand out.
+pub fn at_or_above(allocated: i64, total: i64, percent: u8) -> bool {
+    percent > 0
+        && total > 0
+        && allocated.saturating_mul(100) >= total.saturating_mul(i64::from(percent.min(100)))
+}
+
+/// A pool's use crossing its fullness threshold between the counts last written (`before`,
+/// `None` when never written) and the counts now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crossing {
+    /// It reached the threshold.
+    Up,
+    /// It went back under it.
+    Down,
+}
+
+/// Which way the pool crossed `percent`, if it did. A pool counted for the first time that is
+/// already at the threshold crosses up; one written before keeps its side across restarts.
+pub fn fullness_crossing(
+    before: Option<(i64, i64)>,
+    now: (i64, i64),
+    percent: u8,
+) -> Option<Crossing> {
+    let was = before.is_some_and(|(a, t)| at_or_above(a, t, percent));
+    let is = at_or_above(now.0, now.1, percent);
+    match (was, is) {
+        (false, true) => Some(Crossing::Up),
+        (true, false) => Some(Crossing::Down),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

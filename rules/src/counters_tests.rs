@@ -52,3 +52,27 @@ fn subnet_counters_count_what_pools_took() {
     // 99 - 11 excluded = 88; a takes 20, b 10 of its 16 (6 are excluded).
     assert_eq!(subnet_counts(&subnet, [&a, &b, &other]), (30, 88));
 }
+
+#[test]
+fn a_pool_crosses_its_fullness_threshold_once_each_way() {
+    assert!(at_or_above(9, 10, 90));
+    assert!(!at_or_above(8, 10, 90));
+    assert!(!at_or_above(10, 10, 0), "0 is off");
+    assert!(!at_or_above(0, 0, 90), "an empty pool is never full");
+    assert_eq!(
+        fullness_crossing(Some((8, 10)), (9, 10), 90),
+        Some(Crossing::Up)
+    );
+    assert_eq!(fullness_crossing(Some((9, 10)), (10, 10), 90), None);
+    assert_eq!(
+        fullness_crossing(Some((10, 10)), (8, 10), 90),
+        Some(Crossing::Down)
+    );
+    assert_eq!(fullness_crossing(None, (9, 10), 90), Some(Crossing::Up));
+    assert_eq!(fullness_crossing(None, (1, 10), 90), None);
+    // A pool grown under it goes back under the threshold.
+    assert_eq!(
+        fullness_crossing(Some((9, 10)), (9, 20), 90),
+        Some(Crossing::Down)
+    );
+}
