@@ -361,6 +361,54 @@ impl Env {
         Ok(env)
     }
 
+    /// Waits until the webhook sees `pool`: a dry-run Pod of `ns` naming it is not refused for
+    /// a missing pool (its cache has the pool's watch event).
+    pub async fn wait_pool_visible(&self, ns: &str, pool: &str) -> Result<()> {
+        use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let mut pod = Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "c".to_string(),
+                    image: Some("x".to_string()),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        };
+        pod.metadata.generate_name = Some("probe-".to_string());
+        pod.metadata.annotations = Some(
+            [(
+                "ipam.spidernet.io/ippool".to_string(),
+                format!("{{\"ipv4\": [\"{pool}\"]}}"),
+            )]
+            .into(),
+        );
+        let pp = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        wait_for(
+            "the webhook to see the pool",
+            Duration::from_secs(20),
+            || {
+                let (api, pod, pp) = (api.clone(), pod.clone(), pp.clone());
+                async move {
+                    match api.create(&pp, &pod).await {
+                        Err(kube::Error::Api(e))
+                            if e.message.contains("no SpiderIPPool of that name") =>
+                        {
+                            None
+                        }
+                        _ => Some(()),
+                    }
+                }
+            },
+        )
+        .await
+    }
+
     /// Starts the webhook replicas (registering the webhook configurations) and, when
     /// `opts.operator`, the operators: what [`Env::start`] does unless `opts.defer_ours`.
     pub async fn start_ours(&mut self, opts: &Options) -> Result<()> {

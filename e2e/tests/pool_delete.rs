@@ -14,8 +14,7 @@ use aipam_e2e::env::yaml_docs;
 use aipam_e2e::sim::{run_workload, schedule, wait_running};
 use aipam_e2e::{repo, wait_for, Env, Options};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use serde_json::Value;
 
 const WORLD: &str = r#"
@@ -76,48 +75,13 @@ fn kubectl(env: &Env, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Waits until the webhook sees the pool (a dry-run Pod naming it is not refused for a
-/// missing pool).
-async fn wait_pool_visible(env: &Env) {
-    let api: Api<Pod> = Api::namespaced(env.client.clone(), "del");
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"generateName": "probe-", "annotations": {
-            "ipam.spidernet.io/ippool": "{\"ipv4\": [\"del-v4\"]}"}},
-        "spec": {"containers": [{"name": "c", "image": "x"}]}
-    }))
-    .unwrap();
-    let pp = PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    wait_for(
-        "the webhook to see the pool",
-        Duration::from_secs(20),
-        || {
-            let (api, pod, pp) = (api.clone(), pod.clone(), pp.clone());
-            async move {
-                match api.create(&pp, &pod).await {
-                    Err(kube::Error::Api(e))
-                        if e.message.contains("no SpiderIPPool of that name") =>
-                    {
-                        None
-                    }
-                    _ => Some(()),
-                }
-            }
-        },
-    )
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_in_use_is_deleted_as_spiderpool_deletes_it() {
     let env = Env::start(Options::default()).await.unwrap();
     for d in yaml_docs("world", WORLD).unwrap() {
         env.apply(&d).await.unwrap();
     }
-    wait_pool_visible(&env).await;
+    env.wait_pool_visible("del", "del-v4").await.unwrap();
     let web = yaml_docs("web", WEB).unwrap().remove(0);
     let pods: Vec<_> = run_workload(&env, &web)
         .await

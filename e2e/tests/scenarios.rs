@@ -29,40 +29,6 @@ async fn apply_all(env: &Env, docs: &[Value]) {
     }
 }
 
-/// Waits until the webhook sees `pool` (a dry-run Pod naming it is not refused for a missing pool).
-async fn wait_pool_visible(env: &Env, ns: &str, pool: &str) {
-    let api: Api<Pod> = Api::namespaced(env.client.clone(), ns);
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"generateName": "probe-", "annotations": {
-            "ipam.spidernet.io/ippool": format!("{{\"ipv4\": [\"{pool}\"]}}")}},
-        "spec": {"containers": [{"name": "c", "image": "x"}]}
-    }))
-    .unwrap();
-    let pp = kube::api::PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    wait_for(
-        "the webhook to see the pool",
-        Duration::from_secs(20),
-        || {
-            let (api, pod, pp) = (api.clone(), pod.clone(), pp.clone());
-            async move {
-                match api.create(&pp, &pod).await {
-                    Err(kube::Error::Api(e))
-                        if e.message.contains("no SpiderIPPool of that name") =>
-                    {
-                        None
-                    }
-                    _ => Some(()),
-                }
-            }
-        },
-    )
-    .await
-    .unwrap();
-}
-
 /// The CNI result of `pod`'s `eth0` once the node simulator has set it Running, checking that
 /// the Pod's status carries the address.
 async fn running_result(env: &Env, pod: &Pod) -> Value {
@@ -177,7 +143,9 @@ async fn zones_daemonset_pods_get_their_zone_and_deployment_pods_are_bound_late(
     ] {
         apply_all(&env, &sample(f)).await;
     }
-    wait_pool_visible(&env, "zone-demo", "test-ippool-7").await;
+    env.wait_pool_visible("zone-demo", "test-ippool-7")
+        .await
+        .unwrap();
 
     let ds = run_workload(&env, &sample("zones/05-daemonset.yaml")[0])
         .await
@@ -277,7 +245,9 @@ async fn refusals_name_the_pool_and_reserve_nothing_and_deletion_releases() {
     ] {
         apply_all(&env, &sample(f)).await;
     }
-    wait_pool_visible(&env, "team-a", "worker-v4-ippool").await;
+    env.wait_pool_visible("team-a", "worker-v4-ippool")
+        .await
+        .unwrap();
     let workloads = sample("priorities/03-workloads.yaml");
     let my_deploy = workloads
         .iter()
@@ -372,7 +342,7 @@ spec: {subnet: 10.51.0.0/24, ips: [10.51.0.10-10.51.0.11], gateway: 10.51.0.1}
     )
     .unwrap();
     apply_all(&env, &world).await;
-    wait_pool_visible(&env, "backup", "second").await;
+    env.wait_pool_visible("backup", "second").await.unwrap();
     let deploy = yaml_docs(
         "deploy",
         r#"
